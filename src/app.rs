@@ -1,0 +1,223 @@
+//! Everything the sidecar holds at run time, built once from the config, and the
+//! pingora server that serves it.
+
+use crate::config::{ClientInfo, Config, ConfigError};
+use crate::hooks::{HookClient, HookPool};
+use crate::keys::KeySet;
+use crate::metrics::{Metrics, Route};
+use crate::token::claims::ClaimPolicy;
+use crate::token::verify::{Refresh, Verifier};
+use crate::upstream::{JwksFetcher, UpstreamClient};
+use pingora::upstreams::peer::HttpPeer;
+use prometheus::IntCounter;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Outcomes counted per route; a fixed set so label values stay bounded.
+pub const OUTCOMES: &[&str] = &[
+    "ok",
+    "passthrough",
+    "upstream_denied",
+    "upstream_error",
+    "invalid_upstream_token",
+    "denied",
+    "hook_error",
+    "hook_timeout",
+    "hook_rejected",
+    "rejected",
+    "error",
+];
+
+pub struct App {
+    pub config: Config,
+    keys: RwLock<Arc<KeySet>>,
+    pub verifier: Arc<Verifier>,
+    hooks: Option<HookPool>,
+    pub upstream: UpstreamClient,
+    pub passthrough_peer: HttpPeer,
+    pub metrics: Metrics,
+    request_counters: HashMap<(&'static str, &'static str), IntCounter>,
+    policy: ClaimPolicy,
+    shutting_down: AtomicBool,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl App {
+    /// Loads keys and compiles the enabled hook; every problem is returned, keyed.
+    pub fn build(
+        config: Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<App, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let keys = match KeySet::load(&config.signing.keys, config.signing.algorithm) {
+            Ok(k) => Some(k),
+            Err(es) => {
+                errors.extend(es.into_iter().map(|(k, m)| ConfigError::new(k, m)));
+                None
+            }
+        };
+        let policy = ClaimPolicy {
+            allow_unnamespaced: config.hooks.allow_unnamespaced_claims,
+        };
+        let hooks = match crate::hooks::manifest::load_enabled(
+            &config.hooks.dir,
+            config.hooks.timeout,
+            env,
+        ) {
+            Ok(None) => None,
+            Ok(Some(spec)) => match HookPool::start(spec, &config.hooks, policy) {
+                Ok(pool) => Some(pool),
+                Err(e) => {
+                    errors.push(ConfigError::new(
+                        "hooks.dir/hooks.toml: enabled",
+                        e.to_string(),
+                    ));
+                    None
+                }
+            },
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|(k, m)| ConfigError::new(k, m)));
+                None
+            }
+        };
+        let (Some(keys), true) = (keys, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let up = &config.upstream;
+        let upstream = UpstreamClient::new(up.address, up.connect_timeout, up.timeout);
+        let fetcher = JwksFetcher {
+            client: UpstreamClient::new(up.jwks_address, up.connect_timeout, up.timeout),
+            path: match up.jwks_url.query() {
+                Some(q) => format!("{}?{q}", up.jwks_url.path()),
+                None => up.jwks_url.path().to_owned(),
+            },
+            authority: crate::config::authority(&up.jwks_url),
+            max_body: up.max_body_bytes,
+        };
+        let verifier = Arc::new(Verifier::new(
+            Arc::new(fetcher),
+            up.algorithms.clone(),
+            up.leeway_seconds,
+            up.jwks_min_refresh,
+        ));
+        let mut passthrough_peer = HttpPeer::new(up.address, false, String::new());
+        passthrough_peer.options.connection_timeout = Some(up.connect_timeout);
+        passthrough_peer.options.read_timeout = Some(up.timeout);
+        passthrough_peer.options.write_timeout = Some(up.timeout);
+        passthrough_peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let metrics = Metrics::new();
+        let mut request_counters = HashMap::new();
+        for route in [
+            Route::Token,
+            Route::Jwks,
+            Route::Discovery,
+            Route::Passthrough,
+        ] {
+            for o in OUTCOMES {
+                request_counters.insert(
+                    (route.as_str(), *o),
+                    metrics.requests.with_label_values(&[route.as_str(), o]),
+                );
+            }
+        }
+        for (i, k) in keys.all().iter().enumerate() {
+            metrics
+                .signing_key_info
+                .with_label_values(&[k.kid.as_str(), &format!("{:?}", k.alg)])
+                .set(i64::from(i == 0));
+        }
+        Ok(App {
+            config,
+            keys: RwLock::new(Arc::new(keys)),
+            verifier,
+            hooks,
+            upstream,
+            passthrough_peer,
+            metrics,
+            request_counters,
+            policy,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn hooks(&self) -> Option<&HookPool> {
+        self.hooks.as_ref()
+    }
+
+    pub fn claim_policy(&self) -> ClaimPolicy {
+        self.policy
+    }
+
+    /// What the hook sees as `client`: from the registry, or `{id, name: id}` (D14).
+    pub fn client_for(&self, id: &str) -> HookClient {
+        let info = self
+            .config
+            .clients
+            .get(id)
+            .cloned()
+            .unwrap_or_else(ClientInfo::default);
+        HookClient {
+            id: id.to_owned(),
+            name: info.name.unwrap_or_else(|| id.to_owned()),
+            tenant: info.tenant,
+            metadata: info.metadata,
+        }
+    }
+
+    pub fn requests_handle(&self, route: Route, outcome: &'static str) -> &IntCounter {
+        self.request_counters
+            .get(&(route.as_str(), outcome))
+            .or_else(|| self.request_counters.get(&(route.as_str(), "error")))
+            .expect("every route has an error counter")
+    }
+
+    /// Ready: keys loaded and hook compiled (both at build), upstream JWKS fetched, hook
+    /// workers able to serve, and not shutting down.
+    pub fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed)
+            && self.verifier.has_keys()
+            && self.hooks.as_ref().is_none_or(HookPool::can_serve)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Fetches the upstream JWKS now (for the refresher and startup) and records the result.
+    pub async fn refresh_jwks(&self, rate_limited: bool) -> bool {
+        match self.verifier.refresh(rate_limited).await {
+            Ok(Refresh::Fetched) => {
+                self.metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
+                true
+            }
+            Ok(_) => true,
+            Err(e) => {
+                self.metrics
+                    .jwks_refreshes
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::warn!(error = %e, "upstream JWKS fetch failed");
+                false
+            }
+        }
+    }
+
+    /// Gauges computed when scraped rather than kept up to date on the hot path.
+    pub fn update_scrape_gauges(&self) {
+        if let Some(age) = self.verifier.age() {
+            self.metrics.upstream_jwks_age.set(age.as_secs_f64());
+        }
+        self.metrics.ready.set(i64::from(self.ready()));
+    }
+}

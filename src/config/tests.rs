@@ -1,0 +1,177 @@
+use super::*;
+
+fn base() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("hooks")).unwrap();
+    std::fs::write(d.path().join("key.pem"), "x").unwrap();
+    d
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:9090"
+public_url = "https://auth.example.com"
+[upstream]
+url = "http://127.0.0.1:3000"
+[signing]
+keys = ["key.pem"]
+"#;
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let d = base();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    Config::from_toml(text, d.path(), vars)
+}
+
+fn keys_of(e: ConfigErrors) -> Vec<String> {
+    e.0.into_iter().map(|e| e.key).collect()
+}
+
+#[test]
+fn good_config_with_defaults() {
+    let c = load(GOOD, &[]).unwrap();
+    assert_eq!(c.upstream.token_path, "/oauth/token");
+    assert_eq!(
+        c.upstream.jwks_url.as_str(),
+        "http://127.0.0.1:3000/.well-known/jwks.json"
+    );
+    assert_eq!(
+        c.signing.issuer,
+        IssuerMode::Fixed("https://auth.example.com".into())
+    );
+    assert_eq!(c.upstream.algorithms, vec![Algorithm::RS256]);
+    assert_eq!(c.hooks.timeout, Duration::from_secs(5));
+    assert!(c.signing.keys[0].is_absolute() || c.signing.keys[0].starts_with(std::env::temp_dir()));
+}
+
+#[test]
+fn env_overrides_each_kind() {
+    let c = load(
+        GOOD,
+        &[
+            ("TOKENHOOK_UPSTREAM_URL", "http://127.0.0.1:4000"),
+            ("TOKENHOOK_UPSTREAM_ALGORITHMS", "RS256, ES256"),
+            ("TOKENHOOK_HOOKS_TIMEOUT_MS", "250"),
+            ("TOKENHOOK_HOOKS_ALLOW_UNNAMESPACED_CLAIMS", "true"),
+            ("TOKENHOOK_SIGNING_ISSUER", "upstream"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.upstream.url.as_str(), "http://127.0.0.1:4000/");
+    assert_eq!(
+        c.upstream.algorithms,
+        vec![Algorithm::RS256, Algorithm::ES256]
+    );
+    assert_eq!(c.hooks.timeout, Duration::from_millis(250));
+    assert!(c.hooks.allow_unnamespaced_claims);
+    assert_eq!(c.signing.issuer, IssuerMode::Upstream);
+}
+
+#[test]
+fn every_problem_is_listed_with_its_key() {
+    let text = r#"
+[server]
+listen = "nope"
+bogus = 1
+[upstream]
+url = "http://127.0.0.1:3000"
+jwks_url = "not a url"
+algorithms = ["RS256", "HS256", "none"]
+timeout_ms = "slow"
+[signing]
+keys = ["missing.pem"]
+algorithm = "RS512"
+[hooks]
+dir = "nowhere"
+[typo]
+x = 1
+"#;
+    let e = load(
+        text,
+        &[
+            ("TOKENHOOK_UPSTREAM_URLL", "x"),
+            ("TOKENHOOK_HOOKS_TIMEOUT_MS", "soon"),
+        ],
+    )
+    .unwrap_err();
+    let shown = e.to_string();
+    let keys = keys_of(e);
+    for k in [
+        "server.listen",
+        "server.bogus",
+        "upstream.jwks_url",
+        "upstream.algorithms[1]",
+        "upstream.algorithms[2]",
+        "upstream.timeout_ms",
+        "signing.keys[0]",
+        "signing.algorithm",
+        "hooks.dir",
+        "typo",
+        "TOKENHOOK_UPSTREAM_URLL",
+        "TOKENHOOK_HOOKS_TIMEOUT_MS",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "missing {k} in:\n{shown}");
+    }
+    assert!(
+        shown.contains("upstream.jwks_url: not an absolute URL"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn upstream_must_be_plain_http_and_required() {
+    let e = load("[signing]\nkeys=[\"key.pem\"]\n", &[]).unwrap_err();
+    assert_eq!(keys_of(e), vec!["upstream.url"]);
+    let e = load(
+        &GOOD.replace("http://127.0.0.1:3000", "https://127.0.0.1:3000"),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(keys_of(e), vec!["upstream.url"]);
+}
+
+#[test]
+fn bad_toml_names_the_file_problem() {
+    let e = load("[server\n", &[]).unwrap_err();
+    assert_eq!(keys_of(e), vec!["config"]);
+}
+
+#[test]
+fn schema_lists_only_real_keys_and_every_scalar_key() {
+    // Every schema entry must be accepted by the raw structs...
+    let mut doc = toml::Table::new();
+    for (section, key, kind) in env::SCHEMA {
+        let v = match kind {
+            env::Kind::Str => toml::Value::String("x".into()),
+            env::Kind::Int => toml::Value::Integer(1),
+            env::Kind::Bool => toml::Value::Boolean(true),
+            env::Kind::List => toml::Value::Array(vec![]),
+        };
+        doc.entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .unwrap()
+            .insert(key.to_string(), v);
+    }
+    let parsed: Result<RawConfig, _> = toml::Value::Table(doc).try_into();
+    assert!(parsed.is_ok(), "{parsed:?}");
+    // ...and every key the raw structs serialize must be overridable.
+    let raw = RawConfig::default();
+    let v = toml::Value::try_from(&raw).unwrap();
+    for (section, table) in v.as_table().unwrap() {
+        if section == "clients" {
+            continue;
+        }
+        for key in table.as_table().unwrap().keys() {
+            assert!(
+                env::SCHEMA.iter().any(|(s, k, _)| s == section && k == key),
+                "{section}.{key} has no environment override"
+            );
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! One Boa context with the hook compiled once: the JS side of a hook worker. Not `Send`
+//! (Boa's `Context` is not), so it lives and dies on its worker thread.
+//!
+//! Every value crosses the JS/Rust boundary as a JSON string made by JS's own
+//! `JSON.stringify`, which gives exactly D11's conversions (functions and `undefined`
+//! dropped, `NaN` → null, `Date` → ISO string) and keeps integers integral, avoiding the
+//! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
+
+use boa_engine::{Context, JsObject, JsString, JsValue, Source, js_string};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// Bounds that stop runaway plain-JS code with an uncatchable error.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub loop_iterations: u64,
+    pub recursion: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            loop_iterations: 10_000_000,
+            recursion: 512,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("hook failed to compile: {0}")]
+    Syntax(String),
+    #[error(
+        "hook does not export a function: use `module.exports = function (client, scope, audience, context, cb)` or `exports.onExecuteCredentialsExchange = async (event, api) => …`"
+    )]
+    NoExport,
+    #[error("internal error preparing the hook engine: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Legacy,
+    Action,
+}
+
+/// An error as the hook produced it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct JsErrorInfo {
+    pub name: String,
+    pub message: String,
+}
+
+/// The driver's per-invocation state (see `prelude.js`).
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct State {
+    pub done: bool,
+    pub error: Option<JsErrorInfo>,
+    /// `JSON.stringify` of what the hook passed to `cb`.
+    pub result: Option<String>,
+    pub thrown: bool,
+    pub rejected: Option<JsErrorInfo>,
+    pub late: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: String,
+    pub line: String,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    logs: Vec<LogLine>,
+}
+
+/// How one invocation ended, before Auth0's rules are applied.
+#[derive(Debug, Clone)]
+pub enum RawOutcome {
+    /// The driver ran to a stable point: look at the state.
+    Finished(State),
+    /// The deadline passed with timers still pending or JS still queued.
+    TimedOut,
+    /// An uncatchable engine error (loop or recursion limit) or an engine failure.
+    Aborted(String),
+}
+
+pub struct Engine {
+    ctx: Context,
+    form: Form,
+    hook_fn: JsValue,
+    driver: JsObject,
+}
+
+fn describe(e: boa_engine::JsError) -> String {
+    e.to_string()
+}
+
+impl Engine {
+    /// Creates a context, evaluates the prelude and the hook once, and finds its export.
+    pub fn compile(
+        source: &str,
+        secrets_json: &str,
+        limits: Limits,
+    ) -> Result<Engine, CompileError> {
+        let mut ctx = Context::default();
+        ctx.runtime_limits_mut()
+            .set_loop_iteration_limit(limits.loop_iterations);
+        ctx.runtime_limits_mut()
+            .set_recursion_limit(limits.recursion);
+        ctx.eval(Source::from_bytes(PRELUDE))
+            .map_err(|e| CompileError::Internal(describe(e)))?;
+        let driver = global_object(&mut ctx, "__tokenhook").map_err(CompileError::Internal)?;
+        call_method(
+            &mut ctx,
+            &driver,
+            "setSecrets",
+            &[JsValue::from(JsString::from(secrets_json))],
+        )
+        .map_err(CompileError::Internal)?;
+        ctx.eval(Source::from_bytes(source))
+            .map_err(|e| CompileError::Syntax(describe(e)))?;
+        let _ = ctx.run_jobs();
+        let found = call_method(&mut ctx, &driver, "hook", &[]).map_err(CompileError::Internal)?;
+        let Some(found) = found.as_object() else {
+            return Err(CompileError::NoExport);
+        };
+        let form = found
+            .get(js_string!("form"), &mut ctx)
+            .ok()
+            .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()));
+        let hook_fn = found
+            .get(js_string!("fn"), &mut ctx)
+            .map_err(|e| CompileError::Internal(describe(e)))?;
+        let form = match form.as_deref() {
+            Some("legacy") => Form::Legacy,
+            Some("action") => Form::Action,
+            _ => return Err(CompileError::NoExport),
+        };
+        Ok(Engine {
+            ctx,
+            form,
+            hook_fn,
+            driver,
+        })
+    }
+
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    /// Runs one invocation with `input_json` until the hook settles, nothing is left
+    /// to run, or `deadline` passes. Returns the outcome and the console lines.
+    pub fn call(&mut self, input_json: &str, deadline: Instant) -> (RawOutcome, Vec<LogLine>) {
+        let entry = match self.form {
+            Form::Legacy => "legacy",
+            Form::Action => "action",
+        };
+        let args = [
+            self.hook_fn.clone(),
+            JsValue::from(JsString::from(input_json)),
+        ];
+        let outcome = match call_method(&mut self.ctx, &self.driver, entry, &args) {
+            Err(e) => RawOutcome::Aborted(e),
+            Ok(state) => self.settle(&state, deadline),
+        };
+        let logs = self.drain_logs();
+        let _ = call_method(&mut self.ctx, &self.driver, "reset", &[]);
+        (outcome, logs)
+    }
+
+    fn settle(&mut self, state: &JsValue, deadline: Instant) -> RawOutcome {
+        loop {
+            if let Err(e) = self.ctx.run_jobs() {
+                return RawOutcome::Aborted(describe(e));
+            }
+            let current = match self.read_state(state) {
+                Ok(s) => s,
+                Err(e) => return RawOutcome::Aborted(e),
+            };
+            if current.done {
+                return RawOutcome::Finished(current);
+            }
+            let next = match call_method(&mut self.ctx, &self.driver, "nextTimer", &[]) {
+                Ok(v) => v.as_number().unwrap_or(-1.0),
+                Err(e) => return RawOutcome::Aborted(e),
+            };
+            if next < 0.0 {
+                // Nothing queued and nothing pending: the hook will never call back (D8).
+                return RawOutcome::Finished(current);
+            }
+            let wait = Duration::from_millis(next as u64);
+            let now = Instant::now();
+            if now + wait > deadline {
+                std::thread::sleep(deadline.saturating_duration_since(now));
+                return RawOutcome::TimedOut;
+            }
+            std::thread::sleep(wait);
+            if let Err(e) = call_method(&mut self.ctx, &self.driver, "fireTimers", &[state.clone()])
+            {
+                return RawOutcome::Aborted(e);
+            }
+        }
+    }
+
+    fn read_state(&mut self, state: &JsValue) -> Result<State, String> {
+        let json = self.stringify(state)?;
+        serde_json::from_str(&json).map_err(|e| format!("bad driver state: {e}"))
+    }
+
+    fn stringify(&mut self, v: &JsValue) -> Result<String, String> {
+        let json = global_object(&mut self.ctx, "JSON")?;
+        let s = call_method(&mut self.ctx, &json, "stringify", &[v.clone()])?;
+        s.as_string()
+            .map(|s| s.to_std_string_escaped())
+            .ok_or_else(|| "not serializable".to_owned())
+    }
+
+    fn drain_logs(&mut self) -> Vec<LogLine> {
+        let Ok(report) = call_method(&mut self.ctx, &self.driver, "report", &[]) else {
+            return Vec::new();
+        };
+        report
+            .as_string()
+            .and_then(|s| serde_json::from_str::<Report>(&s.to_std_string_escaped()).ok())
+            .map(|r| r.logs)
+            .unwrap_or_default()
+    }
+}
+
+fn global_object(ctx: &mut Context, name: &str) -> Result<JsObject, String> {
+    let v = ctx
+        .global_object()
+        .get(JsString::from(name), ctx)
+        .map_err(describe)?;
+    v.as_object()
+        .ok_or_else(|| format!("{name} is not an object"))
+}
+
+fn call_method(
+    ctx: &mut Context,
+    obj: &JsObject,
+    name: &str,
+    args: &[JsValue],
+) -> Result<JsValue, String> {
+    let f = obj.get(JsString::from(name), ctx).map_err(describe)?;
+    let Some(f) = f.as_callable() else {
+        return Err(format!("{name} is not a function"));
+    };
+    f.call(&JsValue::from(obj.clone()), args, ctx)
+        .map_err(describe)
+}

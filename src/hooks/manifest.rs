@@ -1,0 +1,168 @@
+//! The hooks folder, managed the Auth0 way: any number of `NAME.js` hooks, one enabled
+//! at a time, recorded in `hooks.toml` with per-hook time limits and secrets.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const MANIFEST: &str = "hooks.toml";
+/// Auth0 allows at most 20 secrets per hook.
+pub const MAX_SECRETS: usize = 20;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The one enabled hook, by name. Defaults to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hook: BTreeMap<String, HookEntry>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookEntry {
+    /// Source file relative to the folder. Defaults to `NAME.js`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Time limit for this hook. Defaults to `hooks.timeout_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Secret name → where its value comes from. Values are never stored here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+/// Where a secret's value is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// The enabled hook, ready for the engine.
+#[derive(Clone)]
+pub struct HookSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: String,
+    pub timeout: Duration,
+    /// Resolved secret values: never logged (no Debug impl prints them).
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for HookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookSpec")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("timeout", &self.timeout)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A problem with the hooks folder, keyed like config errors (`hooks.dir/hooks.toml: …`).
+pub type Problem = (String, String);
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Manifest, Problem> {
+        let path = dir.join(MANIFEST);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(e) => return Err((format!("hooks.dir/{MANIFEST}"), format!("cannot read: {e}"))),
+        };
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| (format!("hooks.dir/{MANIFEST}"), e.message().to_owned()))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let msg = e.inner().message().to_owned();
+            (format!("hooks.dir/{MANIFEST}: {key}"), msg)
+        })
+    }
+
+    pub fn file_for(&self, name: &str) -> String {
+        self.hook
+            .get(name)
+            .and_then(|h| h.file.clone())
+            .unwrap_or_else(|| format!("{name}.js"))
+    }
+}
+
+/// Loads the enabled hook (None when none is enabled). Secrets come from `env`.
+pub fn load_enabled(
+    dir: &Path,
+    default_timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<HookSpec>, Vec<Problem>> {
+    let manifest = Manifest::read(dir).map_err(|p| vec![p])?;
+    let Some(name) = manifest.enabled.clone() else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let entry = manifest.hook.get(&name).cloned().unwrap_or_default();
+    let file = manifest.file_for(&name);
+    let path = dir.join(&file);
+    let source = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push((
+                format!("hooks.dir/{MANIFEST}: enabled"),
+                format!("hook {name:?}: cannot read {file}: {e}"),
+            ));
+            String::new()
+        }
+    };
+    if entry.secrets.len() > MAX_SECRETS {
+        problems.push((
+            format!("hooks.dir/{MANIFEST}: hook.{name}.secrets"),
+            format!(
+                "{} secrets; at most {MAX_SECRETS} are allowed",
+                entry.secrets.len()
+            ),
+        ));
+    }
+    let mut secrets = BTreeMap::new();
+    for (key, r) in &entry.secrets {
+        let at = format!("hooks.dir/{MANIFEST}: hook.{name}.secrets.{key}");
+        let value = match (&r.env, &r.file) {
+            (Some(var), None) => {
+                env(var).ok_or_else(|| format!("environment variable {var} is not set"))
+            }
+            (None, Some(f)) => std::fs::read_to_string(dir.join(f))
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read secret file {f}: {e}")),
+            _ => Err("give exactly one of `env` or `file`".to_owned()),
+        };
+        match value {
+            Ok(v) => {
+                secrets.insert(key.clone(), v);
+            }
+            Err(m) => problems.push((at, m)),
+        }
+    }
+    if entry.timeout_ms == Some(0) {
+        problems.push((
+            format!("hooks.dir/{MANIFEST}: hook.{name}.timeout_ms"),
+            "must be greater than 0".into(),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(HookSpec {
+        name,
+        path,
+        source,
+        timeout: entry
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(default_timeout),
+        secrets,
+    }))
+}

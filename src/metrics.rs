@@ -1,0 +1,191 @@
+//! Prometheus metrics: one struct registered once; the hot path holds its handles
+//! instead of looking metrics up by name.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Routes, a bounded label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Token,
+    Jwks,
+    Discovery,
+    Passthrough,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Token => "token",
+            Route::Jwks => "jwks",
+            Route::Discovery => "discovery",
+            Route::Passthrough => "passthrough",
+        }
+    }
+}
+
+/// Hot-path stages with their own duration histogram.
+#[derive(Debug, Clone, Copy)]
+pub enum Stage {
+    Upstream,
+    Verify,
+    Hook,
+    Sign,
+    Total,
+}
+
+pub struct StageHistograms {
+    pub upstream: Histogram,
+    pub verify: Histogram,
+    pub hook: Histogram,
+    pub sign: Histogram,
+    pub total: Histogram,
+}
+
+impl StageHistograms {
+    pub fn get(&self, s: Stage) -> &Histogram {
+        match s {
+            Stage::Upstream => &self.upstream,
+            Stage::Verify => &self.verify,
+            Stage::Hook => &self.hook,
+            Stage::Sign => &self.sign,
+            Stage::Total => &self.total,
+        }
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub stages: StageHistograms,
+    pub hook_outcomes: IntCounterVec,
+    pub hook_ignored_claims: IntCounter,
+    pub jwks_refreshes: IntCounterVec,
+    pub upstream_jwks_age: prometheus::Gauge,
+    pub signing_key_info: prometheus::IntGaugeVec,
+    pub build_info: prometheus::IntGaugeVec,
+    pub ready: IntGauge,
+}
+
+/// 50 µs to 5 s, roughly ×2 per bucket: resolves both a warm hook call and a slow IdP.
+pub const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tokenhook_requests_total",
+                "Requests handled, by route and outcome.",
+            ),
+            &["route", "outcome"],
+        )
+        .expect("valid metric");
+        let stage = HistogramVec::new(
+            HistogramOpts::new(
+                "tokenhook_stage_duration_seconds",
+                "Time spent per stage of the token path.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["stage"],
+        )
+        .expect("valid metric");
+        let hook_outcomes = IntCounterVec::new(
+            Opts::new(
+                "tokenhook_hook_executions_total",
+                "Hook executions, by hook and outcome.",
+            ),
+            &["hook", "outcome"],
+        )
+        .expect("valid metric");
+        let hook_ignored_claims = IntCounter::new(
+            "tokenhook_hook_ignored_claims_total",
+            "Claims a hook set that were dropped (restricted or not namespaced).",
+        )
+        .expect("valid metric");
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new(
+                "tokenhook_upstream_jwks_refreshes_total",
+                "Upstream JWKS fetches, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let upstream_jwks_age = prometheus::Gauge::new(
+            "tokenhook_upstream_jwks_age_seconds",
+            "Seconds since the upstream JWKS was last fetched successfully.",
+        )
+        .expect("valid metric");
+        let signing_key_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tokenhook_signing_key_info",
+                "Published signing keys (1 = active).",
+            ),
+            &["kid", "alg"],
+        )
+        .expect("valid metric");
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new("tokenhook_build_info", "Build information."),
+            &["version"],
+        )
+        .expect("valid metric");
+        let ready = IntGauge::new(
+            "tokenhook_ready",
+            "1 when the sidecar is ready to serve tokens.",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stage.clone()),
+            Box::new(hook_outcomes.clone()),
+            Box::new(hook_ignored_claims.clone()),
+            Box::new(jwks_refreshes.clone()),
+            Box::new(upstream_jwks_age.clone()),
+            Box::new(signing_key_info.clone()),
+            Box::new(build_info.clone()),
+            Box::new(ready.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let stages = StageHistograms {
+            upstream: stage.with_label_values(&["upstream"]),
+            verify: stage.with_label_values(&["verify"]),
+            hook: stage.with_label_values(&["hook"]),
+            sign: stage.with_label_values(&["sign"]),
+            total: stage.with_label_values(&["total"]),
+        };
+        Metrics {
+            registry,
+            requests,
+            stages,
+            hook_outcomes,
+            hook_ignored_claims,
+            jwks_refreshes,
+            upstream_jwks_age,
+            signing_key_info,
+            build_info,
+            ready,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,113 @@
+//! Assembles the pingora server: proxy listener, admin listener, and the background
+//! task that keeps the upstream JWKS fresh; then runs until a signal stops it.
+
+use crate::admin::Admin;
+use crate::app::App;
+use crate::proxy::TokenProxy;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keeps the upstream JWKS cache warm: retries quickly until the first fetch succeeds
+/// (readiness waits for it), then refreshes every `upstream.jwks_refresh_seconds`.
+struct JwksRefresher {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for JwksRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let ok = self.app.refresh_jwks(false).await;
+            let wait = if ok {
+                backoff = Duration::from_millis(100);
+                self.app.config.upstream.jwks_refresh
+            } else {
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff
+            };
+            tokio::select! {
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// SIGTERM: readiness fails first, then pingora stops accepting and waits for in-flight
+/// requests up to the grace period. SIGINT: the same, for interactive use.
+struct Signals {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutting down: readiness now fails, in-flight requests finish");
+        self.app.begin_shutdown();
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Extra services a caller (the demo) runs in the same server.
+pub type ExtraService = Box<dyn pingora::services::ServiceWithDependents>;
+
+/// Runs the sidecar until SIGTERM/SIGINT. Blocks the calling thread.
+pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
+    let cfg = &app.config;
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        TokenProxy { app: app.clone() },
+        "tokenhook proxy",
+    );
+    proxy.add_tcp(&cfg.server.listen.to_string());
+    let mut admin = Service::new("tokenhook admin".to_owned(), Admin { app: app.clone() });
+    admin.add_tcp(&cfg.server.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "upstream jwks",
+        JwksRefresher { app: app.clone() },
+    ));
+    for s in extra {
+        server.add_boxed_service(s);
+    }
+    tracing::info!(
+        listen = %cfg.server.listen,
+        admin = %cfg.server.admin_listen,
+        upstream = %cfg.upstream.url,
+        hook = app.hooks().map(|h| h.name()).unwrap_or("(none)"),
+        "tokenhook serving"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { app }),
+    });
+}

@@ -1,0 +1,420 @@
+//! How a hook's result becomes the new token payload: Auth0's namespacing and scope
+//! rules plus the product decisions D3–D5, D10, D12 (see README "Hook API").
+
+use serde_json::{Map, Value};
+
+/// Claims a hook can never set or change (Auth0's restricted list, applied to both hook
+/// forms per D4). `scope` changes only through the scope rules.
+pub const RESTRICTED: &[&str] = &[
+    "acr",
+    "act",
+    "active",
+    "amr",
+    "at_hash",
+    "ath",
+    "attest",
+    "aud",
+    "auth_time",
+    "authorization_details",
+    "azp",
+    "c_hash",
+    "client_id",
+    "cnf",
+    "cty",
+    "dest",
+    "entitlements",
+    "events",
+    "exp",
+    "groups",
+    "gty",
+    "htm",
+    "htu",
+    "iat",
+    "internalService",
+    "iss",
+    "jcard",
+    "jku",
+    "jti",
+    "jwe",
+    "jwk",
+    "kid",
+    "may_act",
+    "mky",
+    "nbf",
+    "nonce",
+    "object_id",
+    "org_id",
+    "org_name",
+    "orig",
+    "origid",
+    "permissions",
+    "roles",
+    "rph",
+    "s_hash",
+    "scp",
+    "sid",
+    "sip_callid",
+    "sip_cseq_num",
+    "sip_date",
+    "sip_from_tag",
+    "sip_via_branch",
+    "sub",
+    "sub_jwk",
+    "toe",
+    "txn",
+    "typ",
+    "uuid",
+    "vot",
+    "vtm",
+    "x5t#S256",
+];
+
+/// Total size (names + JSON values) of the custom claims a hook may add (D10).
+pub const MAX_CUSTOM_CLAIMS_BYTES: usize = 100 * 1024;
+
+/// What a hook asked for, whatever its form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HookEffect {
+    /// Claim name → value, in the order the hook set them.
+    pub claims: Map<String, Value>,
+    /// `Some` replaces the token's scopes (an empty list removes them).
+    pub scope: Option<Vec<String>>,
+}
+
+/// A claim the hook set that did not make it into the token, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ignored {
+    pub claim: String,
+    pub reason: &'static str,
+}
+
+/// Why a hook's result cannot become a token: all map to 500 `server_error` (D1, D5, D10).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    #[error("hook returned a scope that is not an array of strings or a string")]
+    BadScope,
+    #[error("hook returned a result that is not an object")]
+    NotAnObject,
+    #[error("custom claims are {0} bytes, over the limit of 102400")]
+    TooLarge(usize),
+}
+
+/// Which claim names a hook may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// D3: allow keys that are not http(s) URLs (legacy hooks drop them otherwise).
+    pub allow_unnamespaced: bool,
+}
+
+/// Reads a legacy hook's callback result (already plain JSON, see `hooks`): `scope`
+/// per D5/D12, every other key a candidate claim.
+pub fn legacy_effect(result: Option<Value>) -> Result<HookEffect, ClaimsError> {
+    let obj = match result {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(ClaimsError::NotAnObject),
+    };
+    let mut effect = HookEffect {
+        claims: Map::new(),
+        // D5: a missing `scope` key resets the scopes to none.
+        scope: Some(Vec::new()),
+    };
+    for (k, v) in obj {
+        if k == "scope" {
+            effect.scope = Some(scope_value(&v)?);
+        } else {
+            effect.claims.insert(k, v);
+        }
+    }
+    Ok(effect)
+}
+
+fn scope_value(v: &Value) -> Result<Vec<String>, ClaimsError> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned).ok_or(ClaimsError::BadScope))
+            .collect(),
+        Value::String(s) => Ok(s.split_whitespace().map(str::to_owned).collect()),
+        _ => Err(ClaimsError::BadScope),
+    }
+}
+
+/// True for an http(s) URL whose host is not Auth0's own (`auth0.com`, `webtask.io`,
+/// `webtask.run` or a subdomain of them).
+pub fn is_namespaced(name: &str) -> bool {
+    let Ok(url) = url::Url::parse(name) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    !["auth0.com", "webtask.io", "webtask.run"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+}
+
+/// Why `name` may not be set, if it may not.
+pub fn rejection(name: &str, policy: ClaimPolicy) -> Option<&'static str> {
+    if RESTRICTED.contains(&name) || name == "scope" {
+        return Some("restricted claim");
+    }
+    if is_namespaced(name) {
+        return None;
+    }
+    if name.contains("://") {
+        return Some("namespace reserved by Auth0");
+    }
+    if policy.allow_unnamespaced {
+        None
+    } else {
+        Some("not namespaced (must be an http or https URL)")
+    }
+}
+
+/// The token after the hook: the payload with claims and scopes applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub payload: Map<String, Value>,
+    pub scopes: Vec<String>,
+    pub scope_changed: bool,
+    pub ignored: Vec<Ignored>,
+    /// The custom claims that were set, for the hook runner's output.
+    pub claims: Map<String, Value>,
+}
+
+/// The scopes of a token payload, from a `scope` string or an `scp` array.
+pub fn token_scopes(payload: &Map<String, Value>) -> Option<Vec<String>> {
+    match (payload.get("scope"), payload.get("scp")) {
+        (Some(Value::String(s)), _) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        (_, Some(Value::Array(a))) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Applies `effect` to `payload`. Reserved claims are filtered here, after the hook
+/// returns, so no hook output can change them whatever the JS did.
+pub fn apply(
+    mut payload: Map<String, Value>,
+    effect: HookEffect,
+    policy: ClaimPolicy,
+) -> Result<Applied, ClaimsError> {
+    let mut ignored = Vec::new();
+    let mut accepted = Map::new();
+    let mut size = 0usize;
+    for (name, value) in effect.claims {
+        if let Some(reason) = rejection(&name, policy) {
+            ignored.push(Ignored {
+                claim: name,
+                reason,
+            });
+            continue;
+        }
+        size += name.len() + value.to_string().len();
+        accepted.insert(name, value);
+    }
+    if size > MAX_CUSTOM_CLAIMS_BYTES {
+        return Err(ClaimsError::TooLarge(size));
+    }
+    let before = token_scopes(&payload).unwrap_or_default();
+    let (scopes, scope_changed) = match effect.scope {
+        Some(mut s) => {
+            let mut seen = std::collections::HashSet::new();
+            s.retain(|x| !x.is_empty() && seen.insert(x.clone()));
+            let changed = s != before;
+            (s, changed)
+        }
+        None => (before, false),
+    };
+    if scope_changed {
+        if scopes.is_empty() {
+            payload.remove("scope");
+        } else {
+            payload.insert("scope".into(), Value::String(scopes.join(" ")));
+        }
+        if payload.contains_key("scp") {
+            payload.insert(
+                "scp".into(),
+                Value::Array(scopes.iter().cloned().map(Value::String).collect()),
+            );
+        }
+    }
+    for (k, v) in &accepted {
+        payload.insert(k.clone(), v.clone());
+    }
+    Ok(Applied {
+        payload,
+        scopes,
+        scope_changed,
+        ignored,
+        claims: accepted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const STRICT: ClaimPolicy = ClaimPolicy {
+        allow_unnamespaced: false,
+    };
+
+    fn payload() -> Map<String, Value> {
+        json!({"iss": "https://idp", "sub": "svc", "aud": "https://api", "exp": 1_700_000_000u64,
+               "iat": 1_699_990_000u64, "scope": "read:data write:data"})
+        .as_object()
+        .cloned()
+        .unwrap()
+    }
+
+    #[test]
+    fn seed_hook_result_adds_claim_and_scope() {
+        let effect = legacy_effect(Some(json!({
+            "https://foo.com/claim": "bar",
+            "scope": ["read:data", "write:data", "extra"]
+        })))
+        .unwrap();
+        let out = apply(payload(), effect, STRICT).unwrap();
+        assert_eq!(out.payload["https://foo.com/claim"], "bar");
+        assert_eq!(out.payload["scope"], "read:data write:data extra");
+        assert_eq!(out.payload["exp"], json!(1_700_000_000u64));
+        assert!(out.scope_changed);
+        assert!(out.ignored.is_empty());
+    }
+
+    #[test]
+    fn missing_scope_resets_scopes_d5() {
+        let effect = legacy_effect(Some(json!({"https://example.com/foo": "bar"}))).unwrap();
+        let out = apply(payload(), effect, STRICT).unwrap();
+        assert!(!out.payload.contains_key("scope"));
+        assert!(out.scopes.is_empty());
+        assert!(out.scope_changed);
+    }
+
+    #[test]
+    fn no_result_is_empty_object_d12() {
+        for r in [None, Some(Value::Null), Some(json!({}))] {
+            let out = apply(payload(), legacy_effect(r).unwrap(), STRICT).unwrap();
+            assert!(!out.payload.contains_key("scope"));
+            assert!(out.claims.is_empty());
+        }
+    }
+
+    #[test]
+    fn string_scope_is_split_and_other_types_fail_d5() {
+        let e = legacy_effect(Some(json!({"scope": "a  b a"}))).unwrap();
+        let out = apply(payload(), e, STRICT).unwrap();
+        assert_eq!(out.scopes, vec!["a", "b"]);
+        for bad in [
+            json!(1),
+            json!(true),
+            json!({"a": 1}),
+            json!(["a", 2]),
+            Value::Null,
+        ] {
+            assert_eq!(
+                legacy_effect(Some(json!({ "scope": bad }))),
+                Err(ClaimsError::BadScope)
+            );
+        }
+        assert_eq!(
+            legacy_effect(Some(json!([1]))),
+            Err(ClaimsError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn namespacing_d3() {
+        assert!(is_namespaced("https://foo.com/claim"));
+        assert!(is_namespaced("http://example.org"));
+        assert!(!is_namespaced("https://auth0.com/x"));
+        assert!(!is_namespaced("https://tenant.auth0.com/x"));
+        assert!(!is_namespaced("https://a.webtask.run/x"));
+        assert!(!is_namespaced("https://webtask.io"));
+        assert!(is_namespaced("https://notauth0.com/x"));
+        assert!(!is_namespaced("urn:foo:bar"));
+        assert!(!is_namespaced("plain"));
+        let e = legacy_effect(Some(json!({"plain": 1, "https://auth0.com/x": 2,
+            "https://ok.example/x": 3, "scope": ["a"]})))
+        .unwrap();
+        let out = apply(payload(), e, STRICT).unwrap();
+        assert_eq!(out.claims.len(), 1);
+        assert_eq!(
+            out.ignored,
+            vec![
+                Ignored {
+                    claim: "plain".into(),
+                    reason: "not namespaced (must be an http or https URL)"
+                },
+                Ignored {
+                    claim: "https://auth0.com/x".into(),
+                    reason: "namespace reserved by Auth0"
+                },
+            ]
+        );
+        let e = legacy_effect(Some(json!({"plain": 1}))).unwrap();
+        let lax = ClaimPolicy {
+            allow_unnamespaced: true,
+        };
+        assert_eq!(apply(payload(), e, lax).unwrap().payload["plain"], 1);
+    }
+
+    #[test]
+    fn restricted_claims_never_change_d4() {
+        let lax = ClaimPolicy {
+            allow_unnamespaced: true,
+        };
+        let mut claims = Map::new();
+        for r in RESTRICTED {
+            claims.insert((*r).to_owned(), json!("evil"));
+        }
+        let effect = HookEffect {
+            claims,
+            scope: None,
+        };
+        let out = apply(payload(), effect, lax).unwrap();
+        assert_eq!(out.payload, payload());
+        assert_eq!(out.ignored.len(), RESTRICTED.len());
+        assert!(out.ignored.iter().all(|i| i.reason == "restricted claim"));
+    }
+
+    #[test]
+    fn custom_claims_over_100kb_fail_d10() {
+        let big = "x".repeat(MAX_CUSTOM_CLAIMS_BYTES);
+        let e = legacy_effect(Some(json!({"https://a.example/big": big, "scope": []}))).unwrap();
+        assert!(matches!(
+            apply(payload(), e, STRICT),
+            Err(ClaimsError::TooLarge(_))
+        ));
+        let ok = "x".repeat(MAX_CUSTOM_CLAIMS_BYTES - 100);
+        let e = legacy_effect(Some(json!({"https://a.example/big": ok}))).unwrap();
+        assert!(apply(payload(), e, STRICT).is_ok());
+        // Ignored claims do not count toward the limit.
+        let e = legacy_effect(Some(
+            json!({"plain": "y".repeat(MAX_CUSTOM_CLAIMS_BYTES * 2)}),
+        ))
+        .unwrap();
+        assert!(apply(payload(), e, STRICT).is_ok());
+    }
+
+    #[test]
+    fn scp_array_is_read_and_updated() {
+        let mut p = payload();
+        p.remove("scope");
+        p.insert("scp".into(), json!(["a", "b"]));
+        assert_eq!(token_scopes(&p), Some(vec!["a".into(), "b".into()]));
+        let e = legacy_effect(Some(json!({"scope": ["a", "c"]}))).unwrap();
+        let out = apply(p, e, STRICT).unwrap();
+        assert_eq!(out.payload["scp"], json!(["a", "c"]));
+        assert_eq!(out.payload["scope"], "a c");
+    }
+}
