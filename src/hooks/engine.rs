@@ -198,8 +198,12 @@ impl Engine {
                 return RawOutcome::TimedOut;
             }
             std::thread::sleep(wait);
-            if let Err(e) = call_method(&mut self.ctx, &self.driver, "fireTimers", &[state.clone()])
-            {
+            if let Err(e) = call_method(
+                &mut self.ctx,
+                &self.driver,
+                "fireTimers",
+                std::slice::from_ref(state),
+            ) {
                 return RawOutcome::Aborted(e);
             }
         }
@@ -212,7 +216,7 @@ impl Engine {
 
     fn stringify(&mut self, v: &JsValue) -> Result<String, String> {
         let json = global_object(&mut self.ctx, "JSON")?;
-        let s = call_method(&mut self.ctx, &json, "stringify", &[v.clone()])?;
+        let s = call_method(&mut self.ctx, &json, "stringify", std::slice::from_ref(v))?;
         s.as_string()
             .map(|s| s.to_std_string_escaped())
             .ok_or_else(|| "not serializable".to_owned())

@@ -129,6 +129,7 @@ impl HookPool {
             let secrets = secrets.clone();
             let alive = alive.clone();
             let hook_name = spec.name.clone();
+            let limit = spec.timeout;
             std::thread::Builder::new()
                 .name(format!("hook-worker-{i}"))
                 .spawn(move || {
@@ -148,7 +149,7 @@ impl HookPool {
                             // The caller gave up (timeout) while the job queued.
                             continue;
                         }
-                        let inv = invoke(&mut engine, &hook_name, &job.input, job.deadline);
+                        let inv = invoke(&mut engine, &hook_name, &job.input, job.deadline, limit);
                         let _ = job.reply.send(inv);
                     }
                     alive.fetch_sub(1, Ordering::Relaxed);
@@ -295,11 +296,16 @@ fn input_json(_form: Form, call: &HookCall) -> String {
 }
 
 /// Runs one invocation on this worker's engine and applies Auth0's error rules.
-fn invoke(engine: &mut Engine, hook: &str, input: &str, deadline: Instant) -> Invocation {
-    let started = Instant::now();
+fn invoke(
+    engine: &mut Engine,
+    hook: &str,
+    input: &str,
+    deadline: Instant,
+    limit: Duration,
+) -> Invocation {
     let (raw, logs) = engine.call(input, deadline);
     let result = match raw {
-        RawOutcome::TimedOut => Err(timeout_failure(deadline.saturating_duration_since(started))),
+        RawOutcome::TimedOut => Err(timeout_failure(limit)),
         RawOutcome::Aborted(msg) => Err(HookFailure::Error(OAuthError::server_error(format!(
             "hook aborted: {}",
             first_line(&msg)
@@ -360,3 +366,6 @@ fn map_error(err: JsErrorInfo) -> HookFailure {
         _ => HookFailure::Error(OAuthError::server_error(err.message)),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -107,6 +107,15 @@ impl ProxyHttp for TokenProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         upstream_request.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        // pingora always speaks HTTP/1.1 upstream, where Host is mandatory; an HTTP/1.0
+        // client may not have sent one.
+        if upstream_request
+            .headers
+            .get("host")
+            .is_none_or(|h| h.is_empty())
+        {
+            upstream_request.insert_header("Host", self.app.config.upstream.authority.as_str())?;
+        }
         Ok(())
     }
 

@@ -95,8 +95,12 @@ fn upstream_request(
     req: &RequestHeader,
     body_len: usize,
     request_id: &str,
+    authority: &str,
 ) -> Result<RequestHeader> {
     let mut up = req.clone();
+    if up.headers.get("host").is_none_or(|h| h.is_empty()) {
+        up.insert_header("Host", authority)?;
+    }
     up.set_version(http::Version::HTTP_11);
     for h in HOP_BY_HOP.iter().chain(&["expect", "content-length"]) {
         up.remove_header(*h);
@@ -150,7 +154,12 @@ pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<(
     };
     let token_req = parse_token_request(session.req_header(), &body);
     ctx.client_id = token_req.client_id.clone();
-    let up_req = upstream_request(session.req_header(), body.len(), &ctx.request_id)?;
+    let up_req = upstream_request(
+        session.req_header(),
+        body.len(),
+        &ctx.request_id,
+        &app.config.upstream.authority,
+    )?;
 
     let t = Instant::now();
     let resp = app.upstream.send(&up_req, &body, max).await;

@@ -1,0 +1,384 @@
+//! Legacy-hook semantics through the real pool and engine: D1, D5, D7, D8, D11–D13, D15.
+
+use super::*;
+use crate::config::HooksConfig;
+use serde_json::json;
+
+fn pool_with(source: &str, timeout_ms: u64, secrets: &[(&str, &str)]) -> HookPool {
+    let spec = HookSpec {
+        name: "t".into(),
+        path: "t.js".into(),
+        source: source.into(),
+        timeout: Duration::from_millis(timeout_ms),
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let cfg = HooksConfig {
+        dir: ".".into(),
+        timeout: Duration::from_millis(timeout_ms),
+        workers: 1,
+        queue: 4,
+        allow_unnamespaced_claims: false,
+    };
+    HookPool::start(
+        spec,
+        &cfg,
+        ClaimPolicy {
+            allow_unnamespaced: false,
+        },
+    )
+    .unwrap()
+}
+
+fn legacy(body: &str) -> String {
+    format!("module.exports = function (client, scope, audience, context, cb) {{ {body} }};")
+}
+
+fn call() -> HookCall {
+    HookCall {
+        client: HookClient {
+            id: "svc".into(),
+            name: "Svc".into(),
+            tenant: Some("acme".into()),
+            metadata: [("region".to_string(), "eu".to_string())].into(),
+        },
+        scope: Some(vec!["read".into()]),
+        audience: Some("https://api".into()),
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("curl/8".into()),
+        body: json!({"grant_type": "client_credentials"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ..Default::default()
+    }
+}
+
+async fn run(source: &str) -> Invocation {
+    pool_with(source, 2000, &[]).invoke(&call()).await
+}
+
+fn claims_of(inv: &Invocation) -> serde_json::Map<String, Value> {
+    inv.result.as_ref().expect("hook succeeded").claims.clone()
+}
+
+#[tokio::test]
+async fn seed_hook_file_runs_as_shipped() {
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/seed.js")).unwrap();
+    let inv = run(&src).await;
+    let effect = inv.result.unwrap();
+    assert_eq!(effect.scope, Some(vec!["read".into(), "extra".into()]));
+    assert_eq!(effect.claims["https://foo.com/claim"], "bar");
+}
+
+#[tokio::test]
+async fn arguments_match_auth0() {
+    let inv = run(&legacy(
+        "cb(null, {'https://x/args': {client: client, scope: scope, audience: audience, ip: context.ip, ua: context.userAgent, body: context.body, wt: Object.keys(context.webtask).sort()}})",
+    ))
+    .await;
+    assert_eq!(
+        claims_of(&inv)["https://x/args"],
+        json!({"client": {"id": "svc", "name": "Svc", "tenant": "acme", "metadata": {"region": "eu"}},
+               "scope": ["read"], "audience": "https://api", "ip": "203.0.113.7", "ua": "curl/8",
+               "body": {"grant_type": "client_credentials"}, "wt": ["body", "secrets"]})
+    );
+}
+
+#[tokio::test]
+async fn scope_is_undefined_when_none_granted() {
+    let pool = pool_with(
+        &legacy("cb(null, {'https://x/t': typeof scope})"),
+        2000,
+        &[],
+    );
+    let mut c = call();
+    c.scope = None;
+    let inv = pool.invoke(&c).await;
+    assert_eq!(claims_of(&inv)["https://x/t"], "undefined");
+}
+
+#[tokio::test]
+async fn secrets_are_visible_to_the_hook_only_d15() {
+    let pool = pool_with(
+        &legacy("cb(null, {'https://x/s': context.webtask.secrets.API_KEY})"),
+        2000,
+        &[("API_KEY", "s3cr3t")],
+    );
+    let inv = pool.invoke(&call()).await;
+    assert_eq!(claims_of(&inv)["https://x/s"], "s3cr3t");
+    // A hook mutating its secrets does not leak into the next run.
+    let pool = pool_with(
+        &legacy(
+            "var before = context.webtask.secrets.K; context.webtask.secrets.K = 'changed'; cb(null, {'https://x/k': before})",
+        ),
+        2000,
+        &[("K", "orig")],
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            claims_of(&pool.invoke(&call()).await)["https://x/k"],
+            "orig"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_classes_map_to_oauth_errors_d1() {
+    for (body, status, code, desc) in [
+        ("cb(new InvalidScopeError('s'))", 400, "invalid_scope", "s"),
+        (
+            "cb(new InvalidRequestError('r'))",
+            400,
+            "invalid_request",
+            "r",
+        ),
+        ("cb(new ServerError('e'))", 500, "server_error", "e"),
+        ("cb(new TypeError('t'))", 500, "server_error", "t"),
+        ("cb('just a string')", 500, "server_error", "just a string"),
+        ("null.x", 500, "server_error", "null"),
+        (
+            "throw new InvalidScopeError('thrown denial')",
+            400,
+            "invalid_scope",
+            "thrown denial",
+        ),
+    ] {
+        let inv = run(&legacy(body)).await;
+        let err = inv.result.unwrap_err();
+        let e = err.error();
+        assert_eq!((e.status, e.code), (status, code), "{body}: {e}");
+        assert!(e.description.contains(desc), "{body}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn error_subclass_name_is_kept() {
+    let inv = run(&legacy(
+        "class Mine extends InvalidScopeError {}; cb(new Mine('sub'))",
+    ))
+    .await;
+    // Auth0 picks the OAuth error by `name`, which is the subclass's.
+    assert_eq!(inv.result.unwrap_err().error().status, 500);
+}
+
+#[tokio::test]
+async fn first_callback_wins_d7() {
+    let inv = run(&legacy(
+        "cb(null, {'https://x/n': 1}); cb(null, {'https://x/n': 2}); cb(new Error('late'))",
+    ))
+    .await;
+    assert_eq!(claims_of(&inv)["https://x/n"], 1);
+}
+
+#[tokio::test]
+async fn no_callback_and_rejections_d8() {
+    let inv = run(&legacy("var x = 1;")).await;
+    assert_eq!(
+        inv.result.unwrap_err().error().description,
+        "hook completed without calling back"
+    );
+    let src = "module.exports = async function (client, scope, audience, context, cb) { throw new Error('async boom'); };";
+    assert_eq!(
+        run(src).await.result.unwrap_err().error().description,
+        "async boom"
+    );
+    // An async hook that calls back after awaiting is fine.
+    let src = "module.exports = async function (c, scope, a, ctx, cb) { await null; cb(null, {scope: scope}); };";
+    assert_eq!(
+        run(src).await.result.unwrap().scope,
+        Some(vec!["read".into()])
+    );
+}
+
+#[tokio::test]
+async fn timers_work_and_the_limit_holds_d9() {
+    let inv = run(&legacy(
+        "setTimeout(function () { cb(null, {'https://x/t': 'late'}); }, 20);",
+    ))
+    .await;
+    assert_eq!(claims_of(&inv)["https://x/t"], "late");
+    let inv = run(&legacy("var t = setTimeout(function () { cb(new Error('cleared?')); }, 10); clearTimeout(t); setTimeout(function () { cb(null, {}); }, 20);")).await;
+    assert!(inv.result.is_ok());
+    let pool = pool_with(
+        &legacy("setTimeout(function () { cb(null, {}); }, 60000);"),
+        200,
+        &[],
+    );
+    let started = Instant::now();
+    let inv = pool.invoke(&call()).await;
+    assert_eq!(
+        inv.result.unwrap_err().error().description,
+        "hook timed out after 200 ms"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Leftover timers never fire during the next run.
+    let pool = pool_with(
+        &legacy(
+            "if (!globalThis.n) { globalThis.n = 1; setTimeout(function () { globalThis.leak = true; }, 1000); cb(null, {}); } else { cb(null, {'https://x/leak': !!globalThis.leak}); }",
+        ),
+        2000,
+        &[],
+    );
+    pool.invoke(&call()).await.result.unwrap();
+    assert_eq!(
+        claims_of(&pool.invoke(&call()).await)["https://x/leak"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives() {
+    let pool = pool_with(
+        &legacy(
+            "if (context.body.mode === 'loop') { for (;;) {} } if (context.body.mode === 'rec') { (function f() { return f() + 1; })(); } cb(null, {'https://x/ok': true});",
+        ),
+        5000,
+        &[],
+    );
+    for mode in ["loop", "rec"] {
+        let mut c = call();
+        c.body.insert("mode".into(), mode.into());
+        let err = pool.invoke(&c).await.result.unwrap_err();
+        assert_eq!(err.error().status, 500, "{mode}");
+        assert!(
+            err.error().description.starts_with("hook aborted"),
+            "{mode}: {}",
+            err.error().description
+        );
+    }
+    assert_eq!(claims_of(&pool.invoke(&call()).await)["https://x/ok"], true);
+}
+
+#[tokio::test]
+async fn values_convert_like_json_stringify_d11() {
+    let inv = run(&legacy(
+        "cb(null, {'https://x/v': {f: function () {}, u: undefined, n: NaN, i: Infinity, d: new Date(0), big: 1700000000, neg: -5, arr: [1, undefined, function () {}]}})",
+    ))
+    .await;
+    let v = &claims_of(&inv)["https://x/v"];
+    assert_eq!(
+        v,
+        &json!({"n": null, "i": null, "d": "1970-01-01T00:00:00.000Z", "big": 1700000000, "neg": -5, "arr": [1, null, null]})
+    );
+    assert!(v["big"].is_u64(), "1700000000 must stay an integer");
+}
+
+#[tokio::test]
+async fn unserializable_result_is_a_server_error() {
+    let inv = run(&legacy(
+        "var o = {}; o.self = o; cb(null, {'https://x/o': o})",
+    ))
+    .await;
+    let err = inv.result.unwrap_err();
+    assert!(
+        err.error()
+            .description
+            .starts_with("hook result is not serializable"),
+        "{}",
+        err.error().description
+    );
+}
+
+#[tokio::test]
+async fn require_fails_naming_the_module_d13() {
+    let inv = run(&legacy("var r = require('request'); cb(null, {})")).await;
+    assert!(
+        inv.result
+            .unwrap_err()
+            .error()
+            .description
+            .contains("Cannot find module 'request'")
+    );
+}
+
+#[tokio::test]
+async fn sandbox_has_no_host_access() {
+    let inv = run(&legacy(
+        "cb(null, {'https://x/g': [typeof process, typeof fetch, typeof XMLHttpRequest, typeof Deno, typeof Bun].join(',')})",
+    ))
+    .await;
+    assert_eq!(
+        claims_of(&inv)["https://x/g"],
+        "undefined,undefined,undefined,undefined,undefined"
+    );
+}
+
+#[tokio::test]
+async fn console_lines_are_captured_and_capped() {
+    let inv = run(&legacy(
+        "console.log('hello', {a: 1}); console.error('x'.repeat(5000)); cb(null, {})",
+    ))
+    .await;
+    assert_eq!(
+        inv.logs[0],
+        LogLine {
+            level: "info".into(),
+            line: "hello {\"a\":1}".into()
+        }
+    );
+    assert_eq!(inv.logs[1].level, "error");
+    assert!(inv.logs[1].line.chars().count() <= 1025);
+}
+
+#[tokio::test]
+async fn hooks_that_do_not_compile_or_export_nothing_are_refused_at_start() {
+    let cfg = HooksConfig {
+        dir: ".".into(),
+        timeout: Duration::from_secs(1),
+        workers: 1,
+        queue: 1,
+        allow_unnamespaced_claims: false,
+    };
+    for (src, want) in [
+        ("module.exports = function (", "hook failed to compile"),
+        ("var x = 1;", "does not export a function"),
+    ] {
+        let spec = HookSpec {
+            name: "b".into(),
+            path: "b.js".into(),
+            source: src.into(),
+            timeout: Duration::from_secs(1),
+            secrets: Default::default(),
+        };
+        let err = HookPool::start(
+            spec,
+            &cfg,
+            ClaimPolicy {
+                allow_unnamespaced: false,
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn full_queue_is_rejected_with_503_and_retry_after() {
+    let pool = pool_with(
+        &legacy("setTimeout(function () { cb(null, {}); }, 300);"),
+        2000,
+        &[],
+    );
+    let pool = Arc::new(pool);
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move { p.invoke(&call()).await.result }));
+    }
+    let mut rejected = 0;
+    for t in tasks {
+        if let Err(HookFailure::Rejected(e)) = t.await.unwrap() {
+            assert_eq!(
+                (e.status, e.code, e.retry_after),
+                (503, "temporarily_unavailable", Some(1))
+            );
+            rejected += 1;
+        }
+    }
+    assert!(rejected > 0);
+}

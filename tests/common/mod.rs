@@ -1,0 +1,585 @@
+//! Test harness: a real IdP (oidc-provider from npm), stub upstreams, and the tokenhook
+//! binary, all on 127.0.0.1 ephemeral ports, killed when dropped.
+#![allow(dead_code)]
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tokenhook");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// oidc-provider, started from `tests/idp/server.mjs`. Its stdin stays open for its
+/// lifetime: the script exits when it closes, so it never outlives the test.
+pub struct Idp {
+    child: Child,
+    _stdin: ChildStdin,
+    pub port: u16,
+}
+
+impl Idp {
+    pub fn start() -> Idp {
+        let dir = repo().join("tests/idp");
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the test IdP is not installed: run `npm ci --prefix tests/idp` first"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .args(["--port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected IdP output {line:?}"));
+        Idp {
+            child,
+            _stdin: stdin,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `tokenhook serve`.
+pub struct Sidecar {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin: u16,
+    pub stderr_path: PathBuf,
+}
+
+pub struct SidecarOpts {
+    pub upstream: String,
+    /// `NAME.js` → source; with `enabled` naming one of them.
+    pub hooks: Vec<(String, String)>,
+    pub enabled: Option<String>,
+    pub extra_config: String,
+    pub algorithm: Algorithm,
+    pub env: Vec<(String, String)>,
+}
+
+impl SidecarOpts {
+    pub fn new(upstream: &str) -> Self {
+        SidecarOpts {
+            upstream: upstream.to_owned(),
+            hooks: vec![(
+                "seed.js".into(),
+                std::fs::read_to_string(repo().join("hooks/seed.js")).unwrap(),
+            )],
+            enabled: Some("seed".into()),
+            extra_config: String::new(),
+            algorithm: Algorithm::RS256,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn hook(mut self, name: &str, source: &str) -> Self {
+        self.hooks.push((format!("{name}.js"), source.to_owned()));
+        self.enabled = Some(name.to_owned());
+        self
+    }
+}
+
+impl Sidecar {
+    pub fn start(opts: SidecarOpts) -> Sidecar {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir(&hooks).unwrap();
+        for (file, src) in &opts.hooks {
+            std::fs::write(hooks.join(file), src).unwrap();
+        }
+        if let Some(e) = &opts.enabled {
+            std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
+        }
+        let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
+        tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false).unwrap();
+        let port = free_port();
+        let admin = free_port();
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+public_url = "http://127.0.0.1:{port}"
+threads = 2
+grace_period_seconds = 0
+
+[upstream]
+url = "{up}"
+jwks_min_refresh_seconds = 0
+
+[signing]
+keys = ["key.pem"]
+algorithm = "{alg:?}"
+
+[hooks]
+dir = "hooks"
+workers = 2
+
+[clients."svc-basic"]
+name = "Billing sync"
+tenant = "acme"
+metadata = {{ region = "eu" }}
+{extra}
+"#,
+            up = opts.upstream,
+            alg = opts.algorithm,
+            extra = opts.extra_config
+        );
+        let cfg = dir.path().join("tokenhook.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .envs(opts.env.iter().cloned())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Sidecar {
+            child,
+            dir,
+            port,
+            admin,
+            stderr_path,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = raw_request(
+                self.admin,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ) && r.status == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sidecar not ready; stderr:\n{}", self.logs());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn metrics(&self) -> String {
+        raw_request(
+            self.admin,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .text()
+    }
+
+    /// The sidecar's JWKS, fetched over HTTP as a resource server would.
+    pub fn jwks(&self) -> jsonwebtoken::jwk::JwkSet {
+        agent()
+            .get(&self.url("/.well-known/jwks.json"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    }
+
+    /// Verifies `token` against the sidecar's served JWKS and returns header + claims.
+    pub fn verify(&self, token: &str) -> (jsonwebtoken::Header, Map<String, Value>) {
+        verify_with(&self.jwks(), token, &self.url(""))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Verifies with jsonwebtoken against a JWKS, as an API would: pinned algorithm from the
+/// JWK, `exp` required, issuer checked.
+pub fn verify_with(
+    jwks: &jsonwebtoken::jwk::JwkSet,
+    token: &str,
+    issuer: &str,
+) -> (jsonwebtoken::Header, Map<String, Value>) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let kid = header.kid.clone().expect("kid in header");
+    let jwk = jwks
+        .find(&kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in the JWKS"));
+    let alg: Algorithm = jwk
+        .common
+        .key_algorithm
+        .unwrap()
+        .to_string()
+        .parse()
+        .unwrap();
+    assert_eq!(alg, header.alg);
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[issuer]);
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "iss"]);
+    let data =
+        jsonwebtoken::decode::<Map<String, Value>>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap_or_else(|e| panic!("token does not verify: {e}"));
+    (data.header, data.claims)
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .new_agent()
+}
+
+/// POSTs a client_credentials request; `basic` = HTTP Basic, else credentials in the body.
+pub fn token_request(
+    url: &str,
+    id: &str,
+    secret: &str,
+    basic: bool,
+) -> (u16, Value, http::HeaderMap) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    let req = agent().post(url);
+    let req = if basic {
+        use base64::Engine;
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        req.header("Authorization", &format!("Basic {cred}"))
+    } else {
+        form.push(("client_id", id));
+        form.push(("client_secret", secret));
+        req
+    };
+    let mut resp = req.send_form(form).unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+/// A response read off a raw socket, bytes untouched.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Sends `request` verbatim and reads the response to the end of its framing (or of the
+/// connection). Understands Content-Length, chunked and close-delimited bodies.
+pub fn raw_request(port: u16, request: &str) -> std::io::Result<RawResponse> {
+    raw_request_bytes(port, request.as_bytes())
+}
+
+pub fn raw_request_bytes(port: u16, request: &[u8]) -> std::io::Result<RawResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(request)?;
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line)?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if status != 204 && status != 304 {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(RawResponse {
+        status,
+        status_line: status_line.trim_end().to_owned(),
+        headers,
+        body,
+    })
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+pub fn form_post(path: &str, host: &str, extra_headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
+    )
+}
+
+/// Decodes a JWT payload without verifying (to look at what a stub or IdP issued).
+pub fn peek_claims(token: &str) -> Value {
+    use base64::Engine;
+    let p = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(p)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// What the stub upstream serves.
+#[derive(Clone)]
+pub struct StubBehaviour {
+    /// Signs issued tokens.
+    pub signer: Arc<tokenhook::keys::SigningKey>,
+    /// Published in the JWKS.
+    pub published: Vec<Arc<tokenhook::keys::SigningKey>>,
+    pub gzip: bool,
+    pub opaque: bool,
+    pub scope: &'static str,
+}
+
+/// A minimal HTTP/1.1 IdP double for what oidc-provider cannot be made to do: gzip its
+/// responses, sign with a key it does not publish, or issue opaque tokens.
+pub struct StubIdp {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl StubIdp {
+    pub fn start(b: StubBehaviour) -> StubIdp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let b = b.clone();
+                        std::thread::spawn(move || serve_stub(s, &b, port));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        StubIdp { port, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for StubIdp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
+    let _ = s.set_nonblocking(false);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, out) = if path.starts_with("/.well-known/jwks.json") {
+            (
+                200,
+                json!({"keys": b.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+                    .to_string(),
+            )
+        } else if path.starts_with("/oauth/token") {
+            let token = if b.opaque {
+                "opaque-token-value".to_owned()
+            } else {
+                let now = tokenhook::app::now_secs();
+                let claims = json!({"iss": format!("http://127.0.0.1:{port}"), "sub": "svc-basic", "aud": "https://api.example.com",
+                    "iat": now, "exp": now + 600, "scope": b.scope, "client_id": "svc-basic"});
+                tokenhook::token::sign(&b.signer, Some("at+jwt"), claims.as_object().unwrap())
+                    .unwrap()
+            };
+            (200, json!({"access_token": token, "token_type": "Bearer", "expires_in": 600, "scope": b.scope}).to_string())
+        } else {
+            (404, r#"{"error":"not_found"}"#.to_owned())
+        };
+        let (bytes, enc) = if b.gzip {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(out.as_bytes()).unwrap();
+            (e.finish().unwrap(), "Content-Encoding: gzip\r\n")
+        } else {
+            (out.into_bytes(), "")
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{enc}Cache-Control: no-store\r\nX-Stub: yes\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        );
+        if w.write_all(head.as_bytes())
+            .and_then(|_| w.write_all(&bytes))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+pub fn stub_key(alg: Algorithm) -> Arc<tokenhook::keys::SigningKey> {
+    let pem = tokenhook::keys::generate_pem(alg).unwrap();
+    Arc::new(tokenhook::keys::SigningKey::from_pem(pem.as_bytes(), Path::new("stub"), alg).unwrap())
+}
+
+/// Runs the binary with args; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

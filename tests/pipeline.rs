@@ -1,0 +1,423 @@
+//! End to end on loopback: oidc-provider → tokenhook → real HTTP clients, with every
+//! output token verified against tokenhook's served JWKS.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+fn scopes(v: &Value) -> Vec<String> {
+    v.as_str()
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn seed_hook_enriches_tokens_for_basic_and_post_clients() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    for (id, secret, basic, granted) in [
+        (
+            "svc-basic",
+            "svc-basic-secret-123",
+            true,
+            vec!["read:data", "write:data"],
+        ),
+        ("svc-post", "svc-post-secret-456", false, vec!["read:data"]),
+    ] {
+        let (status, body, headers) =
+            token_request(&sidecar.url("/oauth/token"), id, secret, basic);
+        assert_eq!(status, 200, "{body}");
+        let (header, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+        let mut expected: Vec<String> = granted.iter().map(|s| s.to_string()).collect();
+        expected.push("extra".into());
+        assert_eq!(claims["https://foo.com/claim"], "bar");
+        assert_eq!(scopes(&claims["scope"]), expected);
+        assert_eq!(scopes(&body["scope"]), expected);
+        // Every upstream claim kept, iss ours, typ kept from the IdP's token.
+        assert_eq!(claims["client_id"], id);
+        assert_eq!(claims["aud"], "https://api.example.com");
+        assert!(claims["jti"].is_string());
+        assert_eq!(claims["iss"], sidecar.url(""));
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.alg, Algorithm::RS256);
+        // The rest of the response is the IdP's.
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["expires_in"], 3600);
+        assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+        assert!(headers.get("x-request-id").is_some());
+    }
+}
+
+#[test]
+fn hook_sees_registry_client_and_es256_signing_works() {
+    let idp = Idp::start();
+    let hook = r#"module.exports = function (client, scope, audience, context, cb) {
+        cb(null, { scope: scope, 'https://example.com/client': client,
+                   'https://example.com/aud': audience, 'https://example.com/grant': context.body.grant_type,
+                   'https://example.com/has_secret': 'client_secret' in context.body });
+    };"#;
+    let mut opts = SidecarOpts::new(&idp.url()).hook("echo", hook);
+    opts.algorithm = Algorithm::ES256;
+    let sidecar = Sidecar::start(opts);
+    let (status, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-basic",
+        "svc-basic-secret-123",
+        false,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (header, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(header.alg, Algorithm::ES256);
+    assert_eq!(
+        claims["https://example.com/client"],
+        json!({"id": "svc-basic", "name": "Billing sync", "tenant": "acme", "metadata": {"region": "eu"}})
+    );
+    assert_eq!(claims["https://example.com/aud"], "https://api.example.com");
+    assert_eq!(claims["https://example.com/grant"], "client_credentials");
+    assert_eq!(claims["https://example.com/has_secret"], false);
+    assert_eq!(scopes(&claims["scope"]), vec!["read:data", "write:data"]);
+    // An unregistered client gets {id, name: id, metadata: {}} (D14).
+    let (_, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-post",
+        "svc-post-secret-456",
+        false,
+    );
+    let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(
+        claims["https://example.com/client"],
+        json!({"id": "svc-post", "name": "svc-post", "metadata": {}})
+    );
+}
+
+fn same_response(via: &RawResponse, direct: &RawResponse) {
+    assert_eq!(via.status, direct.status);
+    assert_eq!(
+        via.body,
+        direct.body,
+        "bodies differ:\n{}\n{}",
+        via.text(),
+        direct.text()
+    );
+    for (k, v) in &direct.headers {
+        if ["date", "connection", "keep-alive"].contains(&k.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        assert_eq!(via.header(k), Some(v.as_str()), "header {k}");
+    }
+}
+
+#[test]
+fn other_grants_upstream_errors_and_other_paths_pass_through_byte_for_byte() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let host = format!("127.0.0.1:{}", idp.port);
+    let requests = [
+        form_post(
+            "/oauth/token",
+            &host,
+            "",
+            "grant_type=password&username=a&password=b",
+        ),
+        form_post(
+            "/oauth/token",
+            &host,
+            &format!("Authorization: {}\r\n", basic("svc-basic", "wrong")),
+            "grant_type=client_credentials",
+        ),
+        form_post(
+            "/oauth/token",
+            &host,
+            &format!(
+                "Authorization: {}\r\n",
+                basic("svc-post", "svc-post-secret-456")
+            ),
+            "grant_type=client_credentials&scope=write:data",
+        ),
+        format!("GET /oauth/token?x=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        format!(
+            "GET /.well-known/jwks.json/extra HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ),
+        form_post("/token/introspection", &host, "", "token=abc"),
+    ];
+    for req in &requests {
+        let direct = raw_request(idp.port, req).unwrap();
+        let via = raw_request(sidecar.port, req).unwrap();
+        same_response(&via, &direct);
+        assert!(
+            direct.status >= 400,
+            "expected an error from the IdP for {req}"
+        );
+    }
+}
+
+#[test]
+fn discovery_and_jwks_point_at_the_sidecar() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let d = raw_request(
+        sidecar.port,
+        "GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(d.status, 200);
+    let doc = d.json();
+    assert_eq!(doc["issuer"], sidecar.url(""));
+    assert_eq!(doc["jwks_uri"], sidecar.url("/.well-known/jwks.json"));
+    assert_eq!(doc["token_endpoint"], format!("{}/oauth/token", idp.url()));
+    let j = raw_request(
+        sidecar.port,
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(j.status, 200);
+    assert_eq!(j.header("cache-control"), Some("public, max-age=300"));
+    let keys = j.json()["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["use"], "sig");
+    assert_eq!(keys[0]["alg"], "RS256");
+    assert!(keys[0].get("d").is_none());
+}
+
+#[test]
+fn http10_client_gets_a_complete_token_response() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let body = "grant_type=client_credentials";
+    let req = format!(
+        "POST /oauth/token HTTP/1.0\r\nAuthorization: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        basic("svc-basic", "svc-basic-secret-123"),
+        body.len()
+    );
+    let r = raw_request(sidecar.port, &req).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("transfer-encoding").is_none());
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    sidecar.verify(&token);
+    // A passthrough answer to an HTTP/1.0 client is complete too.
+    let r = raw_request(
+        sidecar.port,
+        "GET /.well-known/openid-configuration/x HTTP/1.0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn token_signed_by_an_unpublished_key_is_refused() {
+    let published = stub_key(Algorithm::RS256);
+    let rogue = stub_key(Algorithm::RS256);
+    let stub = StubIdp::start(StubBehaviour {
+        signer: rogue,
+        published: vec![published],
+        gzip: false,
+        opaque: false,
+        scope: "read:data",
+    });
+    let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
+    let (status, body, headers) =
+        token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
+    assert_eq!(status, 502);
+    assert_eq!(body["error"], "server_error");
+    assert!(body.get("access_token").is_none());
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    let logs = sidecar.logs();
+    assert!(logs.contains("failed verification"), "{logs}");
+    assert!(logs.contains("no key in the upstream JWKS"), "{logs}");
+}
+
+#[test]
+fn gzip_upstream_is_decoded_and_the_answer_is_plain() {
+    let k = stub_key(Algorithm::ES256);
+    let stub = StubIdp::start(StubBehaviour {
+        signer: k.clone(),
+        published: vec![k],
+        gzip: true,
+        opaque: false,
+        scope: "read:data",
+    });
+    let mut opts = SidecarOpts::new(&stub.url());
+    opts.env
+        .push(("TOKENHOOK_UPSTREAM_ALGORITHMS".into(), "RS256,ES256".into()));
+    let sidecar = Sidecar::start(opts);
+    let (status, body, headers) =
+        token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
+    assert_eq!(status, 200, "{body} {}", sidecar.logs());
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(headers.get("x-stub").unwrap(), "yes");
+    let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(scopes(&claims["scope"]), vec!["read:data", "extra"]);
+}
+
+#[test]
+fn opaque_tokens_pass_through_untouched() {
+    let k = stub_key(Algorithm::RS256);
+    let stub = StubIdp::start(StubBehaviour {
+        signer: k.clone(),
+        published: vec![k],
+        gzip: false,
+        opaque: true,
+        scope: "read:data",
+    });
+    let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
+    let req = form_post(
+        "/oauth/token",
+        "x",
+        &format!("Authorization: {}\r\n", basic("svc-basic", "x")),
+        "grant_type=client_credentials",
+    );
+    let via = raw_request(sidecar.port, &req).unwrap();
+    let direct = raw_request(stub.port, &req).unwrap();
+    same_response(&via, &direct);
+    assert_eq!(via.json()["access_token"], "opaque-token-value");
+}
+
+#[test]
+fn unreachable_idp_gives_an_oauth_error() {
+    // Up long enough for the JWKS fetch (readiness), then gone.
+    let k = stub_key(Algorithm::RS256);
+    let stub = StubIdp::start(StubBehaviour {
+        signer: k.clone(),
+        published: vec![k],
+        gzip: false,
+        opaque: false,
+        scope: "a",
+    });
+    let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
+    drop(stub);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (status, body, _) = token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
+    assert!(status == 502 || status == 504, "{status}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+#[test]
+fn oversized_request_body_is_refused_with_413() {
+    let idp = Idp::start();
+    let mut opts = SidecarOpts::new(&idp.url());
+    opts.env
+        .push(("TOKENHOOK_UPSTREAM_MAX_BODY_BYTES".into(), "1024".into()));
+    let sidecar = Sidecar::start(opts);
+    let body = format!("grant_type=client_credentials&pad={}", "x".repeat(2000));
+    let r = raw_request(sidecar.port, &form_post("/oauth/token", "x", "", &body)).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "invalid_request");
+}
+
+#[test]
+fn hook_errors_become_oauth_errors_d1() {
+    let idp = Idp::start();
+    for (hook, status, code, desc) in [
+        (
+            "cb(new InvalidScopeError('no scope for you'))",
+            400,
+            "invalid_scope",
+            "no scope for you",
+        ),
+        (
+            "cb(new InvalidRequestError('bad'))",
+            400,
+            "invalid_request",
+            "bad",
+        ),
+        ("cb(new ServerError('down'))", 500, "server_error", "down"),
+        ("cb(new Error('plain'))", 500, "server_error", "plain"),
+        ("throw new Error('thrown')", 500, "server_error", "thrown"),
+        (
+            "/* never calls back */",
+            500,
+            "server_error",
+            "hook completed without calling back",
+        ),
+        (
+            "cb(null, {scope: 42})",
+            500,
+            "server_error",
+            "hook returned a scope that is not an array of strings or a string",
+        ),
+        (
+            "require('request')",
+            500,
+            "server_error",
+            "Cannot find module 'request'",
+        ),
+    ] {
+        let src = format!(
+            "module.exports = function (client, scope, audience, context, cb) {{ {hook}; }};"
+        );
+        let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()).hook("h", &src));
+        let (s, body, _) = token_request(
+            &sidecar.url("/oauth/token"),
+            "svc-basic",
+            "svc-basic-secret-123",
+            true,
+        );
+        assert_eq!(s, status, "{hook}: {body}");
+        assert_eq!(body["error"], code, "{hook}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(desc),
+            "{hook}: {body}"
+        );
+    }
+}
+
+#[test]
+fn hook_time_limit_fails_only_that_request() {
+    let idp = Idp::start();
+    let hook = "module.exports = function (client, scope, audience, context, cb) { setTimeout(function () { cb(null, {scope: scope}); }, 10000); };";
+    let mut opts = SidecarOpts::new(&idp.url()).hook("slow", hook);
+    opts.env
+        .push(("TOKENHOOK_HOOKS_TIMEOUT_MS".into(), "300".into()));
+    let sidecar = Sidecar::start(opts);
+    let (s, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-basic",
+        "svc-basic-secret-123",
+        true,
+    );
+    assert_eq!(s, 500);
+    assert_eq!(body["error_description"], "hook timed out after 300 ms");
+    // The sidecar still serves everything else.
+    let r = raw_request(
+        sidecar.port,
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn metrics_count_routes_outcomes_and_stages() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-basic",
+        "svc-basic-secret-123",
+        true,
+    );
+    token_request(&sidecar.url("/oauth/token"), "svc-basic", "wrong", true);
+    raw_request(
+        sidecar.port,
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let m = sidecar.metrics();
+    for line in [
+        r#"tokenhook_requests_total{outcome="ok",route="token"} 1"#,
+        r#"tokenhook_requests_total{outcome="upstream_denied",route="token"} 1"#,
+        r#"tokenhook_requests_total{outcome="ok",route="jwks"} 1"#,
+        r#"tokenhook_hook_executions_total{hook="seed",outcome="ok"} 1"#,
+        r#"tokenhook_stage_duration_seconds_count{stage="sign"} 1"#,
+        r#"tokenhook_stage_duration_seconds_count{stage="upstream"} 2"#,
+        r#"tokenhook_stage_duration_seconds_count{stage="total"} 2"#,
+        "tokenhook_ready 1",
+    ] {
+        assert!(m.contains(line), "missing {line} in\n{m}");
+    }
+}
