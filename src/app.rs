@@ -2,6 +2,7 @@
 //! pingora server that serves it.
 
 use crate::config::{ClientInfo, Config, ConfigError};
+use crate::hooks::pool::{PoolStats, WorkerCommand};
 use crate::hooks::{HookClient, HookPool};
 use crate::keys::KeySet;
 use crate::metrics::{Metrics, Route};
@@ -34,13 +35,17 @@ pub struct App {
     pub config: Config,
     keys: RwLock<Arc<KeySet>>,
     pub verifier: Arc<Verifier>,
-    hooks: Option<HookPool>,
+    hooks: RwLock<Option<Arc<HookPool>>>,
+    /// What the running hook was built from, to notice changes (hot reload).
+    hooks_fingerprint: std::sync::Mutex<u64>,
+    worker_command: WorkerCommand,
     pub upstream: UpstreamClient,
     pub passthrough_peer: HttpPeer,
     pub metrics: Metrics,
     request_counters: HashMap<(&'static str, &'static str), IntCounter>,
     policy: ClaimPolicy,
     shutting_down: AtomicBool,
+    pool_stats: Arc<PoolStats>,
 }
 
 pub fn now_secs() -> u64 {
@@ -55,6 +60,21 @@ impl App {
         config: Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<App, Vec<ConfigError>> {
+        let command = WorkerCommand::current_exe().map_err(|e| {
+            vec![ConfigError::new(
+                "hooks",
+                format!("cannot locate the tokenhook binary for hook workers: {e}"),
+            )]
+        })?;
+        Self::build_with(config, env, command)
+    }
+
+    /// As `build`, with an explicit way to start hook workers (tests and tools).
+    pub fn build_with(
+        config: Config,
+        env: &dyn Fn(&str) -> Option<String>,
+        worker_command: WorkerCommand,
+    ) -> Result<App, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let keys = match KeySet::load(&config.signing.keys, config.signing.algorithm) {
             Ok(k) => Some(k),
@@ -66,22 +86,33 @@ impl App {
         let policy = ClaimPolicy {
             allow_unnamespaced: config.hooks.allow_unnamespaced_claims,
         };
+        let fingerprint = crate::hooks::manifest::fingerprint(&config.hooks.dir, env);
+        let pool_stats: Arc<PoolStats> = Default::default();
         let hooks = match crate::hooks::manifest::load_enabled(
             &config.hooks.dir,
             config.hooks.timeout,
             env,
         ) {
             Ok(None) => None,
-            Ok(Some(spec)) => match HookPool::start(spec, &config.hooks, policy) {
-                Ok(pool) => Some(pool),
-                Err(e) => {
-                    errors.push(ConfigError::new(
-                        "hooks.dir/hooks.toml: enabled",
-                        e.to_string(),
-                    ));
-                    None
+            Ok(Some(spec)) => {
+                let name = spec.name.clone();
+                match HookPool::start_with(
+                    spec,
+                    &config.hooks,
+                    worker_command.clone(),
+                    Default::default(),
+                    pool_stats.clone(),
+                ) {
+                    Ok(pool) => Some(Arc::new(pool)),
+                    Err(e) => {
+                        errors.push(ConfigError::new(
+                            "hooks.dir/hooks.toml: enabled",
+                            format!("hook {name:?}: {e}"),
+                        ));
+                        None
+                    }
                 }
-            },
+            }
             Err(problems) => {
                 errors.extend(problems.into_iter().map(|(k, m)| ConfigError::new(k, m)));
                 None
@@ -137,13 +168,16 @@ impl App {
             config,
             keys: RwLock::new(Arc::new(keys)),
             verifier,
-            hooks,
+            hooks: RwLock::new(hooks),
+            hooks_fingerprint: std::sync::Mutex::new(fingerprint),
+            worker_command,
             upstream,
             passthrough_peer,
             metrics,
             request_counters,
             policy,
             shutting_down: AtomicBool::new(false),
+            pool_stats,
         })
     }
 
@@ -151,8 +185,60 @@ impl App {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn hooks(&self) -> Option<&HookPool> {
-        self.hooks.as_ref()
+    /// The running hook, if one is enabled. Callers hold the `Arc` for the whole call,
+    /// so a hot reload never cuts off a request in flight.
+    pub fn hooks(&self) -> Option<Arc<HookPool>> {
+        self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Checks the hooks folder and, if it changed, starts the new version and swaps it
+    /// in. A version that does not load keeps the old one serving. Blocking: run it
+    /// off the I/O threads.
+    pub fn reload_hooks(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<bool> {
+        let cfg = &self.config.hooks;
+        let fp = crate::hooks::manifest::fingerprint(&cfg.dir, env);
+        {
+            let mut last = self.hooks_fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+            if *last == fp {
+                return None;
+            }
+            *last = fp;
+        }
+        let outcome = match crate::hooks::manifest::load_enabled(&cfg.dir, cfg.timeout, env) {
+            Ok(None) => {
+                *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = None;
+                tracing::info!("hooks reloaded: no hook enabled");
+                Ok(())
+            }
+            Ok(Some(spec)) => {
+                let name = spec.name.clone();
+                let cache = self.hooks().map(|h| h.cache().clone()).unwrap_or_default();
+                match HookPool::start_with(spec, cfg, self.worker_command.clone(), cache, self.pool_stats.clone()) {
+                    Ok(pool) => {
+                        *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pool));
+                        tracing::info!(hook = %name, "hooks reloaded");
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("hook {name:?}: {e}")),
+                }
+            }
+            Err(problems) => Err(problems
+                .iter()
+                .map(|(k, m)| format!("{k}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+        };
+        match outcome {
+            Ok(()) => {
+                self.metrics.hook_reloads.with_label_values(&["ok"]).inc();
+                Some(true)
+            }
+            Err(e) => {
+                self.metrics.hook_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "new hook version refused; the previous one keeps serving");
+                Some(false)
+            }
+        }
     }
 
     pub fn claim_policy(&self) -> ClaimPolicy {
@@ -187,7 +273,7 @@ impl App {
     pub fn ready(&self) -> bool {
         !self.shutting_down.load(Ordering::Relaxed)
             && self.verifier.has_keys()
-            && self.hooks.as_ref().is_none_or(HookPool::can_serve)
+            && self.hooks().is_none_or(|h| h.can_serve())
     }
 
     pub fn begin_shutdown(&self) {
@@ -219,5 +305,14 @@ impl App {
             self.metrics.upstream_jwks_age.set(age.as_secs_f64());
         }
         self.metrics.ready.set(i64::from(self.ready()));
+        let s = &self.pool_stats;
+        self.metrics.hook_queue_depth.set(self.hooks().map_or(0, |h| h.queue_len()) as i64);
+        self.metrics.hook_workers_busy.set(s.busy.load(Ordering::Relaxed) as i64);
+        self.metrics.hook_workers_up.set(s.up.load(Ordering::Relaxed) as i64);
+        let replaced = s.replaced.load(Ordering::Relaxed) as u64;
+        let counted = self.metrics.hook_workers_replaced.get();
+        if replaced > counted {
+            self.metrics.hook_workers_replaced.inc_by(replaced - counted);
+        }
     }
 }

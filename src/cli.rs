@@ -38,6 +38,17 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage and try hooks (the Auth0 way: many hooks, one enabled).
+    Hooks {
+        /// The hooks folder. Defaults to `hooks.dir` of --config, else `hooks`.
+        #[arg(long, global = true)]
+        dir: Option<PathBuf>,
+        /// Take the hooks folder (and defaults) from this config file.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
     /// Run a demo IdP and the sidecar in front of it, on loopback.
     Demo {
         /// Where the sidecar listens.
@@ -47,6 +58,41 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: std::net::SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum HooksCommand {
+    /// List the hooks and which one is enabled.
+    List,
+    /// Add a hook from FILE; like Auth0, a new hook starts disabled.
+    Create {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Enable NAME (after checking it compiles); every other hook is disabled.
+    Enable { name: String },
+    /// Disable NAME; no hook runs until one is enabled.
+    Disable { name: String },
+    /// Hook secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// Run a hook once, exactly as the sidecar would, and print what it does.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set secret KEY of hook NAME, reading the value from stdin.
+    Set { name: String, key: String },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +110,10 @@ enum KeysCommand {
 }
 
 pub fn main() -> ExitCode {
+    // Hook workers are this binary too; they take no other arguments.
+    if std::env::args().nth(1).as_deref() == Some(crate::hooks::WORKER_ARG) {
+        return ExitCode::from(crate::hooks::worker::main());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(&config),
@@ -75,6 +125,11 @@ pub fn main() -> ExitCode {
             listen,
             admin_listen,
         } => crate::demo::run(listen, admin_listen),
+        Command::Hooks {
+            dir,
+            config,
+            command,
+        } => hooks_command(dir, config, command),
     }
 }
 
@@ -108,7 +163,7 @@ fn check(path: &std::path::Path) -> ExitCode {
                 keys.all().len(),
                 if keys.all().len() == 1 { "" } else { "s" },
                 keys.active().kid,
-                app.hooks().map(|h| h.name()).unwrap_or("(none enabled)")
+                app.hooks().map(|h| h.name().to_owned()).unwrap_or_else(|| "(none enabled)".into())
             );
             ExitCode::SUCCESS
         }
@@ -172,4 +227,143 @@ fn generate(alg: &str, out: &std::path::Path, force: bool) -> ExitCode {
 /// Logging for commands that run servers without a config file.
 pub fn init_default_logging() {
     crate::telemetry::init(LogFormat::Text, "warn,tokenhook=info");
+}
+
+/// `tokenhook hooks …`: exit 0, 2 on a usage error (bad name, missing file), 64 for a
+/// config problem, 1 when the hook itself is at fault (does not compile).
+fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCommand) -> ExitCode {
+    use crate::hooks::manifest::{self, Manifest, SecretRef};
+    let (dir, hooks_cfg) = match (&dir, &config) {
+        (_, Some(c)) => match Config::load(c, std::env::vars()) {
+            Ok(cfg) => (dir.clone().unwrap_or(cfg.hooks.dir.clone()), Some(cfg.hooks)),
+            Err(e) => {
+                print_errors(&e.0);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        (Some(d), None) => (d.clone(), None),
+        (None, None) => (PathBuf::from("hooks"), None),
+    };
+    let hooks_cfg = hooks_cfg.unwrap_or_else(|| crate::config::HooksConfig::defaults(dir.clone()));
+    let usage = |msg: String| {
+        eprintln!("{msg}");
+        ExitCode::from(2)
+    };
+    if let HooksCommand::Run { file, event, timeout_ms } = command {
+        return crate::hooks::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg);
+    }
+    if !dir.is_dir() {
+        return usage(format!("--dir: no such folder: {}", dir.display()));
+    }
+    let mut m = match Manifest::read(&dir) {
+        Ok(m) => m,
+        Err((k, msg)) => {
+            eprintln!("{k}: {msg}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let known = m.hooks(&dir);
+    let must_exist = |name: &str| -> Result<(), ExitCode> {
+        if known.iter().any(|h| h == name) {
+            Ok(())
+        } else {
+            Err(usage(format!("no hook named {name:?} in {}", dir.display())))
+        }
+    };
+    let result: Result<String, ExitCode> = (|| match command {
+        HooksCommand::List => {
+            let mut out = String::new();
+            for name in &known {
+                let entry = m.hook.get(name).cloned().unwrap_or_default();
+                let on = m.enabled.as_deref() == Some(name.as_str());
+                let secrets: Vec<&String> = entry.secrets.keys().collect();
+                out.push_str(&format!(
+                    "{} {name}\tfile={}\ttimeout_ms={}\tsecrets=[{}]\n",
+                    if on { "*" } else { " " },
+                    m.file_for(name),
+                    entry.timeout_ms.unwrap_or(hooks_cfg.timeout.as_millis() as u64),
+                    secrets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+                ));
+            }
+            if known.is_empty() {
+                out.push_str("no hooks\n");
+            }
+            Ok(out)
+        }
+        HooksCommand::Create { name, file } => {
+            if !manifest::valid_name(&name) {
+                return Err(usage(format!(
+                    "{name:?} is not a valid hook name (letters, digits, spaces, '-' and '_'; starting and ending with a letter or digit)"
+                )));
+            }
+            if known.contains(&name) {
+                return Err(usage(format!("a hook named {name:?} exists already")));
+            }
+            let source = std::fs::read_to_string(&file)
+                .map_err(|e| usage(format!("--file {}: {e}", file.display())))?;
+            let target = dir.join(format!("{name}.js"));
+            std::fs::write(&target, source).map_err(|e| usage(format!("cannot write {}: {e}", target.display())))?;
+            Ok(format!("created hook {name:?} (disabled; enable it with `tokenhook hooks enable {name}`)\n"))
+        }
+        HooksCommand::Enable { name } => {
+            must_exist(&name)?;
+            // Refuse to enable what would not run, as the sidecar would refuse to load it.
+            let source = std::fs::read_to_string(dir.join(m.file_for(&name)))
+                .map_err(|e| usage(format!("cannot read hook {name:?}: {e}")))?;
+            if let Err(e) = crate::hooks::engine::Engine::compile(&source, "{}", Default::default()) {
+                eprintln!("hook {name:?}: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+            m.enabled = Some(name.clone());
+            m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            Ok(format!("enabled hook {name:?}; every other hook is disabled\n"))
+        }
+        HooksCommand::Disable { name } => {
+            must_exist(&name)?;
+            if m.enabled.as_deref() == Some(name.as_str()) {
+                m.enabled = None;
+                m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+                Ok(format!("disabled hook {name:?}; no hook is enabled\n"))
+            } else {
+                Ok(format!("hook {name:?} was not enabled\n"))
+            }
+        }
+        HooksCommand::Secrets { command: SecretsCommand::Set { name, key } } => {
+            must_exist(&name)?;
+            let entry = m.hook.entry(name.clone()).or_default();
+            if !entry.secrets.contains_key(&key) && entry.secrets.len() >= manifest::MAX_SECRETS {
+                return Err(usage(format!("hook {name:?} has {} secrets already, the most allowed", manifest::MAX_SECRETS)));
+            }
+            if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(usage(format!("{key:?} is not a valid secret name (letters, digits, '_' and '-', at most 128)")));
+            }
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .map_err(|e| usage(format!("cannot read the value from stdin: {e}")))?;
+            let value = value.trim_end_matches(['\n', '\r']);
+            if value.len() > 4096 {
+                return Err(usage("secret values are at most 4096 bytes".into()));
+            }
+            let rel = format!("secrets/{name}/{key}");
+            let path = dir.join(&rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| usage(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let _ = std::fs::remove_file(&path);
+            crate::keys::write_private_key(&path, value, true)
+                .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
+            entry.secrets.insert(key.clone(), SecretRef { env: None, file: Some(rel.clone()) });
+            m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            // The value is never printed back.
+            Ok(format!("set secret {key} of hook {name:?} (stored in {rel}, mode 0600)\n"))
+        }
+        HooksCommand::Run { .. } => unreachable!("handled above"),
+    })();
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
 }

@@ -67,6 +67,11 @@ pub struct Metrics {
     pub signing_key_info: prometheus::IntGaugeVec,
     pub build_info: prometheus::IntGaugeVec,
     pub ready: IntGauge,
+    pub hook_reloads: IntCounterVec,
+    pub hook_queue_depth: IntGauge,
+    pub hook_workers_busy: IntGauge,
+    pub hook_workers_up: IntGauge,
+    pub hook_workers_replaced: IntCounter,
 }
 
 /// 50 µs to 5 s, roughly ×2 per bucket: resolves both a warm hook call and a slow IdP.
@@ -139,8 +144,29 @@ impl Metrics {
             "1 when the sidecar is ready to serve tokens.",
         )
         .expect("valid metric");
+        let hook_reloads = IntCounterVec::new(
+            Opts::new("tokenhook_hook_reloads_total", "Hot reloads of the hooks folder, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let hook_queue_depth = IntGauge::new("tokenhook_hook_queue_depth", "Hook calls waiting for a worker.")
+            .expect("valid metric");
+        let hook_workers_busy = IntGauge::new("tokenhook_hook_workers_busy", "Hook workers running a call.")
+            .expect("valid metric");
+        let hook_workers_up = IntGauge::new("tokenhook_hook_workers_up", "Hook worker processes running.")
+            .expect("valid metric");
+        let hook_workers_replaced = IntCounter::new(
+            "tokenhook_hook_workers_replaced_total",
+            "Hook worker processes killed (over their time limit) or crashed (out of memory) and replaced.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(hook_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(hook_queue_depth.clone()),
+            Box::new(hook_workers_busy.clone()),
+            Box::new(hook_workers_up.clone()),
+            Box::new(hook_workers_replaced.clone()),
+            Box::new(requests.clone()),
             Box::new(stage.clone()),
             Box::new(hook_outcomes.clone()),
             Box::new(hook_ignored_claims.clone()),
@@ -173,6 +199,11 @@ impl Metrics {
             signing_key_info,
             build_info,
             ready,
+            hook_reloads,
+            hook_queue_depth,
+            hook_workers_busy,
+            hook_workers_up,
+            hook_workers_replaced,
         }
     }
 

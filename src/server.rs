@@ -39,6 +39,35 @@ impl BackgroundService for JwksRefresher {
     }
 }
 
+/// Hot reload: polls the hooks folder; a change (including a Kubernetes ConfigMap update,
+/// which swaps a symlink) starts the new version beside the old and swaps it in only
+/// once it compiled, so no request fails and a broken version never serves.
+struct HookReloader {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for HookReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let interval = self.app.config.hooks.reload_interval;
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let app = self.app.clone();
+            // Starting workers blocks until they compiled the hook.
+            let _ = tokio::task::spawn_blocking(move || {
+                app.reload_hooks(&|name| std::env::var(name).ok())
+            })
+            .await;
+        }
+    }
+}
+
 /// SIGTERM: readiness fails first, then pingora stops accepting and waits for in-flight
 /// requests up to the grace period. SIGINT: the same, for interactive use.
 struct Signals {
@@ -97,6 +126,10 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
         "upstream jwks",
         JwksRefresher { app: app.clone() },
     ));
+    server.add_service(background_service(
+        "hook reload",
+        HookReloader { app: app.clone() },
+    ));
     for s in extra {
         server.add_boxed_service(s);
     }
@@ -104,7 +137,7 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
         listen = %cfg.server.listen,
         admin = %cfg.server.admin_listen,
         upstream = %cfg.upstream.url,
-        hook = app.hooks().map(|h| h.name()).unwrap_or("(none)"),
+        hook = app.hooks().map(|h| h.name().to_owned()).unwrap_or_else(|| "(none)".into()),
         "tokenhook serving"
     );
     server.run(RunArgs {

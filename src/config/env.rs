@@ -42,6 +42,10 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("hooks", "workers", Kind::Int),
     ("hooks", "queue", Kind::Int),
     ("hooks", "allow_unnamespaced_claims", Kind::Bool),
+    ("hooks", "memory_limit_mb", Kind::Int),
+    ("hooks", "loop_iteration_limit", Kind::Int),
+    ("hooks", "recursion_limit", Kind::Int),
+    ("hooks", "reload_interval_ms", Kind::Int),
     ("log", "format", Kind::Str),
     ("log", "level", Kind::Str),
 ];

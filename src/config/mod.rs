@@ -119,6 +119,33 @@ pub struct HooksConfig {
     pub workers: usize,
     pub queue: usize,
     pub allow_unnamespaced_claims: bool,
+    /// RLIMIT_AS of each worker process; 0 = unlimited.
+    pub memory_limit_bytes: u64,
+    pub loop_iterations: u64,
+    pub recursion_limit: usize,
+    /// How long past a hook's limit the pool waits before killing its worker.
+    pub kill_grace: Duration,
+    /// How often the hooks folder is checked for changes; zero disables hot reload.
+    pub reload_interval: Duration,
+}
+
+impl HooksConfig {
+    /// The defaults, for tools (the local runner) that run a hook without a config file.
+    pub fn defaults(dir: PathBuf) -> Self {
+        let raw = raw::RawHooks::default();
+        HooksConfig {
+            dir,
+            timeout: Duration::from_millis(raw.timeout_ms),
+            workers: 1,
+            queue: raw.queue,
+            allow_unnamespaced_claims: raw.allow_unnamespaced_claims,
+            memory_limit_bytes: raw.memory_limit_mb * 1024 * 1024,
+            loop_iterations: raw.loop_iteration_limit,
+            recursion_limit: raw.recursion_limit,
+            kill_grace: Duration::from_millis(100),
+            reload_interval: Duration::from_millis(raw.reload_interval_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +389,8 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             raw.upstream.max_body_bytes as u64,
         ),
         ("hooks.queue", raw.hooks.queue as u64),
+        ("hooks.loop_iteration_limit", raw.hooks.loop_iteration_limit),
+        ("hooks.recursion_limit", raw.hooks.recursion_limit as u64),
     ] {
         if v == 0 {
             err(key, "must be greater than 0".into());
@@ -406,6 +435,9 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
     let workers = raw.hooks.workers.unwrap_or_else(default_parallelism);
     if workers == 0 {
         err("hooks.workers", "must be at least 1".into());
+    }
+    if raw.hooks.memory_limit_mb != 0 && raw.hooks.memory_limit_mb < 64 {
+        err("hooks.memory_limit_mb", "must be 0 (unlimited) or at least 64".into());
     }
 
     let format = match raw.log.format.as_str() {
@@ -482,6 +514,11 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             workers,
             queue: raw.hooks.queue,
             allow_unnamespaced_claims: raw.hooks.allow_unnamespaced_claims,
+            memory_limit_bytes: raw.hooks.memory_limit_mb * 1024 * 1024,
+            loop_iterations: raw.hooks.loop_iteration_limit,
+            recursion_limit: raw.hooks.recursion_limit,
+            kill_grace: Duration::from_millis(100),
+            reload_interval: Duration::from_millis(raw.hooks.reload_interval_ms),
         },
         log: LogConfig {
             format,

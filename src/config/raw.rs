@@ -94,6 +94,14 @@ pub struct RawHooks {
     pub queue: usize,
     #[serde(default)]
     pub allow_unnamespaced_claims: bool,
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_mb: u64,
+    #[serde(default = "default_loop_limit")]
+    pub loop_iteration_limit: u64,
+    #[serde(default = "default_recursion_limit")]
+    pub recursion_limit: usize,
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_ms: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -182,6 +190,18 @@ fn default_hook_timeout() -> u64 {
 }
 fn default_queue() -> usize {
     1024
+}
+fn default_memory_limit() -> u64 {
+    512
+}
+fn default_loop_limit() -> u64 {
+    10_000_000
+}
+fn default_recursion_limit() -> usize {
+    512
+}
+fn default_reload_interval() -> u64 {
+    1_000
 }
 fn default_log_format() -> String {
     "text".into()

@@ -47,22 +47,38 @@ pub enum Form {
 }
 
 /// An error as the hook produced it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct JsErrorInfo {
     pub name: String,
     pub message: String,
 }
 
 /// The driver's per-invocation state (see `prelude.js`).
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq)]
+#[serde(default)]
 pub struct State {
     pub done: bool,
     pub error: Option<JsErrorInfo>,
-    /// `JSON.stringify` of what the hook passed to `cb`.
+    /// Legacy: `JSON.stringify` of what the hook passed to `cb`.
     pub result: Option<String>,
     pub thrown: bool,
     pub rejected: Option<JsErrorInfo>,
     pub late: u32,
+    /// Actions: claim name → `JSON.stringify` of its value, in the order set.
+    pub claims: Vec<(String, String)>,
+    /// Actions: the first `api.access.deny(code, reason)`.
+    pub deny: Option<Deny>,
+    /// Actions: whether `api.transaction.*` changed the target scopes, and to what.
+    pub target_changed: bool,
+    pub target_scopes: Vec<String>,
+    /// Actions: `api.cache` writes to apply to the shared store.
+    pub cache_ops: Vec<super::cache::CacheOp>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct Deny {
+    pub code: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -77,14 +93,15 @@ struct Report {
 }
 
 /// How one invocation ended, before Auth0's rules are applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RawOutcome {
     /// The driver ran to a stable point: look at the state.
-    Finished(State),
-    /// The deadline passed with timers still pending or JS still queued.
+    Finished { state: State },
+    /// The deadline passed with timers still pending.
     TimedOut,
     /// An uncatchable engine error (loop or recursion limit) or an engine failure.
-    Aborted(String),
+    Aborted { message: String },
 }
 
 pub struct Engine {
@@ -163,7 +180,7 @@ impl Engine {
             JsValue::from(JsString::from(input_json)),
         ];
         let outcome = match call_method(&mut self.ctx, &self.driver, entry, &args) {
-            Err(e) => RawOutcome::Aborted(e),
+            Err(message) => RawOutcome::Aborted { message },
             Ok(state) => self.settle(&state, deadline),
         };
         let logs = self.drain_logs();
@@ -174,22 +191,22 @@ impl Engine {
     fn settle(&mut self, state: &JsValue, deadline: Instant) -> RawOutcome {
         loop {
             if let Err(e) = self.ctx.run_jobs() {
-                return RawOutcome::Aborted(describe(e));
+                return RawOutcome::Aborted { message: describe(e) };
             }
             let current = match self.read_state(state) {
                 Ok(s) => s,
-                Err(e) => return RawOutcome::Aborted(e),
+                Err(message) => return RawOutcome::Aborted { message },
             };
             if current.done {
-                return RawOutcome::Finished(current);
+                return RawOutcome::Finished { state: current };
             }
             let next = match call_method(&mut self.ctx, &self.driver, "nextTimer", &[]) {
                 Ok(v) => v.as_number().unwrap_or(-1.0),
-                Err(e) => return RawOutcome::Aborted(e),
+                Err(message) => return RawOutcome::Aborted { message },
             };
             if next < 0.0 {
                 // Nothing queued and nothing pending: the hook will never call back (D8).
-                return RawOutcome::Finished(current);
+                return RawOutcome::Finished { state: current };
             }
             let wait = Duration::from_millis(next as u64);
             let now = Instant::now();
@@ -204,7 +221,7 @@ impl Engine {
                 "fireTimers",
                 std::slice::from_ref(state),
             ) {
-                return RawOutcome::Aborted(e);
+                return RawOutcome::Aborted { message: e };
             }
         }
     }

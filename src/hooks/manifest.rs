@@ -166,3 +166,68 @@ pub fn load_enabled(
         secrets,
     }))
 }
+
+/// A digest of everything the enabled hook is built from (manifest, source, secret
+/// values), so the reloader notices any change, including a Kubernetes ConfigMap or
+/// Secret update that swaps a symlink under the folder.
+pub fn fingerprint(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let text = std::fs::read(dir.join(MANIFEST)).unwrap_or_default();
+    text.hash(&mut h);
+    if let Ok(m) = Manifest::read(dir) {
+        if let Some(name) = &m.enabled {
+            std::fs::read(dir.join(m.file_for(name))).unwrap_or_default().hash(&mut h);
+            if let Some(entry) = m.hook.get(name) {
+                for (k, r) in &entry.secrets {
+                    k.hash(&mut h);
+                    if let Some(var) = &r.env {
+                        env(var).hash(&mut h);
+                    }
+                    if let Some(f) = &r.file {
+                        std::fs::read(dir.join(f)).unwrap_or_default().hash(&mut h);
+                    }
+                }
+            }
+        }
+    }
+    h.finish()
+}
+
+/// Hook names as Auth0 allows them.
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b' ' || *c == b'_')
+}
+
+impl Manifest {
+    /// Every hook in the folder: `*.js` files plus entries naming other files.
+    pub fn hooks(&self, dir: &Path) -> Vec<String> {
+        let mut names: std::collections::BTreeSet<String> = self.hook.keys().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "js") {
+                    if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                        names.insert(stem.to_owned());
+                    }
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Writes the manifest atomically (temp file + rename), so the reloader never reads
+    /// half a file.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let header = "# Managed by `tokenhook hooks`; edits by hand are fine too.\n";
+        let tmp = dir.join(format!(".{MANIFEST}.tmp"));
+        std::fs::write(&tmp, format!("{header}{text}"))?;
+        std::fs::rename(tmp, dir.join(MANIFEST))
+    }
+}

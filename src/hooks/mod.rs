@@ -1,26 +1,31 @@
-//! Hook execution: a pool of worker threads, each owning one Boa context with the
-//! enabled hook compiled once, fed through a bounded queue with a oneshot reply.
-//!
-//! The caller awaits the reply under the hook's time limit, so a slow hook fails only
-//! its own request (D1, D9) and never blocks pingora's I/O threads. Plain-JS runaways
-//! (loops, recursion) are stopped inside the engine by Boa's runtime limits.
+//! Hook execution: the enabled hook runs in worker processes of this binary (see
+//! `pool`), each owning one Boa context with the hook compiled once; this module turns
+//! what the JS did into a token effect or an OAuth error by Auth0's rules.
 
+pub mod cache;
 pub mod engine;
 pub mod manifest;
+pub mod pool;
+pub mod protocol;
+pub mod runner;
+pub mod worker;
 
 use crate::config::HooksConfig;
 use crate::error::OAuthError;
-use crate::token::claims::{self, ClaimPolicy, HookEffect};
-use engine::{Engine, Form, JsErrorInfo, Limits, LogLine, RawOutcome, State};
+use crate::token::claims::{self, HookEffect};
+use engine::{Deny, Form, JsErrorInfo, LogLine, RawOutcome, State};
 use manifest::HookSpec;
+use pool::{Pool, PoolStats, WorkerCommand};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The hidden argument that turns the binary into a hook worker.
+pub const WORKER_ARG: &str = "__hook-worker";
+
 /// The hook's `client` argument (D14).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookClient {
     pub id: String,
     pub name: String,
@@ -51,7 +56,7 @@ pub struct HookCall {
 pub enum HookFailure {
     /// The hook denied the request (`InvalidScopeError`, `InvalidRequestError`, `api.access.deny`).
     Denied(OAuthError),
-    /// The hook failed: threw, errored, never called back, bad result (D1).
+    /// The hook failed: threw, errored, never called back, bad result, crashed (D1).
     Error(OAuthError),
     /// Over its time limit (D9).
     Timeout(OAuthError),
@@ -71,19 +76,13 @@ impl HookFailure {
 
     pub fn error(&self) -> &OAuthError {
         match self {
-            HookFailure::Denied(e)
-            | HookFailure::Error(e)
-            | HookFailure::Timeout(e)
-            | HookFailure::Rejected(e) => e,
+            HookFailure::Denied(e) | HookFailure::Error(e) | HookFailure::Timeout(e) | HookFailure::Rejected(e) => e,
         }
     }
 
     pub fn into_error(self) -> OAuthError {
         match self {
-            HookFailure::Denied(e)
-            | HookFailure::Error(e)
-            | HookFailure::Timeout(e)
-            | HookFailure::Rejected(e) => e,
+            HookFailure::Denied(e) | HookFailure::Error(e) | HookFailure::Timeout(e) | HookFailure::Rejected(e) => e,
         }
     }
 }
@@ -95,78 +94,35 @@ pub struct Invocation {
     pub logs: Vec<LogLine>,
 }
 
-struct Job {
-    input: String,
-    deadline: Instant,
-    reply: tokio::sync::oneshot::Sender<Invocation>,
-}
-
-/// A `Send + Sync` handle to the worker threads running the enabled hook.
+/// A `Send + Sync` handle to the workers running one version of the enabled hook.
 pub struct HookPool {
     name: String,
-    form: Form,
     timeout: Duration,
-    tx: crossbeam_channel::Sender<Job>,
-    alive: Arc<AtomicUsize>,
+    pool: Pool,
+    cache: Arc<cache::SharedCache>,
 }
 
 impl HookPool {
-    /// Compiles the hook on every worker before returning, so a hook that does not
-    /// compile is reported at startup (and by `check`), never on the first request.
-    pub fn start(
+    /// Starts the workers; fails if the hook does not compile or exports nothing.
+    pub fn start(spec: HookSpec, cfg: &HooksConfig, command: WorkerCommand) -> Result<HookPool, String> {
+        Self::start_with(spec, cfg, command, Default::default(), Default::default())
+    }
+
+    /// As `start`, sharing a cache and counters with earlier versions of the pool (a hot
+    /// reload keeps `api.cache` contents and the replacement count).
+    pub fn start_with(
         spec: HookSpec,
         cfg: &HooksConfig,
-        _policy: ClaimPolicy,
-    ) -> Result<HookPool, engine::CompileError> {
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.queue);
-        let secrets = serde_json::to_string(&spec.secrets).unwrap_or_else(|_| "{}".into());
-        let alive = Arc::new(AtomicUsize::new(0));
-        let mut form = None;
-        for i in 0..cfg.workers.max(1) {
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let rx = rx.clone();
-            let source = spec.source.clone();
-            let secrets = secrets.clone();
-            let alive = alive.clone();
-            let hook_name = spec.name.clone();
-            let limit = spec.timeout;
-            std::thread::Builder::new()
-                .name(format!("hook-worker-{i}"))
-                .spawn(move || {
-                    let mut engine = match Engine::compile(&source, &secrets, Limits::default()) {
-                        Ok(e) => {
-                            let _ = ready_tx.send(Ok(e.form()));
-                            e
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    alive.fetch_add(1, Ordering::Relaxed);
-                    while let Ok(job) = rx.recv() {
-                        if job.reply.is_closed() || Instant::now() >= job.deadline {
-                            // The caller gave up (timeout) while the job queued.
-                            continue;
-                        }
-                        let inv = invoke(&mut engine, &hook_name, &job.input, job.deadline, limit);
-                        let _ = job.reply.send(inv);
-                    }
-                    alive.fetch_sub(1, Ordering::Relaxed);
-                })
-                .map_err(|e| engine::CompileError::Internal(e.to_string()))?;
-            match ready_rx.recv() {
-                Ok(Ok(f)) => form = Some(f),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(engine::CompileError::Internal("worker died".into())),
-            }
-        }
+        command: WorkerCommand,
+        cache: Arc<cache::SharedCache>,
+        stats: Arc<PoolStats>,
+    ) -> Result<HookPool, String> {
+        let pool = Pool::start(&spec, cfg, command, stats)?;
         Ok(HookPool {
             name: spec.name,
-            form: form.unwrap_or(Form::Legacy),
             timeout: spec.timeout,
-            tx,
-            alive,
+            pool,
+            cache,
         })
     }
 
@@ -175,14 +131,26 @@ impl HookPool {
     }
 
     pub fn form(&self) -> Form {
-        self.form
+        self.pool.form
+    }
+
+    pub fn stats(&self) -> &PoolStats {
+        &self.pool.stats
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.pool.queue_len()
+    }
+
+    pub fn cache(&self) -> &Arc<cache::SharedCache> {
+        &self.cache
     }
 
     pub fn can_serve(&self) -> bool {
-        self.alive.load(Ordering::Relaxed) > 0
+        self.pool.stats.up.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
-    /// Runs the hook for one request.
+    /// Runs the hook for one request, logging its console lines.
     pub async fn run(&self, call: HookCall) -> Result<HookEffect, HookFailure> {
         let inv = self.invoke(&call).await;
         for l in &inv.logs {
@@ -193,52 +161,48 @@ impl HookPool {
 
     /// Runs the hook and returns its console lines too (the local runner prints them).
     pub async fn invoke(&self, call: &HookCall) -> Invocation {
-        let input = input_json(self.form, call);
+        let form = self.pool.form;
+        let snapshot = match form {
+            Form::Action => Some(self.cache.snapshot(cache::now_ms())),
+            Form::Legacy => None,
+        };
+        let input = input_json(call, snapshot.as_ref());
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let deadline = Instant::now() + self.timeout;
-        let job = Job {
+        let job = pool::Job {
             input,
-            deadline,
+            deadline: Instant::now() + self.timeout,
             reply,
         };
-        if let Err(e) = self.tx.try_send(job) {
-            let mut err = OAuthError::new(
-                503,
-                "temporarily_unavailable",
-                "too many token requests in progress; retry shortly",
-            );
-            err.retry_after = Some(1);
-            if matches!(e, crossbeam_channel::TrySendError::Disconnected(_)) {
-                err.description = "hook workers are not running".into();
-            }
+        if let Err(e) = self.pool.submit(job) {
             return Invocation {
-                result: Err(HookFailure::Rejected(err)),
+                result: Err(HookFailure::Rejected(e)),
                 logs: Vec::new(),
             };
         }
-        // A little slack over the worker's own deadline so a timer-bound hook reports
-        // its own timeout; the outer bound still holds if the worker is stuck.
-        match tokio::time::timeout(self.timeout + Duration::from_millis(50), rx).await {
-            Ok(Ok(inv)) => inv,
-            Ok(Err(_)) => Invocation {
-                result: Err(HookFailure::Error(OAuthError::server_error(
-                    "hook worker stopped",
-                ))),
+        // The pool answers by the deadline itself; this outer bound only guards
+        // against a pool that stopped.
+        let done = match tokio::time::timeout(self.timeout + Duration::from_secs(2), rx).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(_)) => Err("hook worker stopped".to_owned()),
+            Err(_) => Ok(protocol::Done {
+                outcome: RawOutcome::TimedOut,
                 logs: Vec::new(),
-            },
-            Err(_) => Invocation {
-                result: Err(timeout_failure(self.timeout)),
+            }),
+        };
+        match done {
+            Ok(d) => {
+                let (result, ops) = interpret(form, &self.name, d.outcome, self.timeout);
+                if !ops.is_empty() {
+                    self.cache.apply(ops, cache::now_ms());
+                }
+                Invocation { result, logs: d.logs }
+            }
+            Err(reason) => Invocation {
+                result: Err(HookFailure::Error(OAuthError::server_error(reason))),
                 logs: Vec::new(),
             },
         }
     }
-}
-
-fn timeout_failure(limit: Duration) -> HookFailure {
-    HookFailure::Timeout(OAuthError::server_error(format!(
-        "hook timed out after {} ms",
-        limit.as_millis()
-    )))
 }
 
 fn emit_log(hook: &str, request_id: &str, l: &LogLine) {
@@ -251,7 +215,7 @@ fn emit_log(hook: &str, request_id: &str, l: &LogLine) {
 }
 
 /// The JSON the JS driver receives. Secrets are not in it: each worker holds them.
-fn input_json(_form: Form, call: &HookCall) -> String {
+pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>>) -> String {
     let mut client = Map::new();
     client.insert("id".into(), call.client.id.clone().into());
     client.insert("name".into(), call.client.name.clone().into());
@@ -260,111 +224,152 @@ fn input_json(_form: Form, call: &HookCall) -> String {
     }
     client.insert(
         "metadata".into(),
-        Value::Object(
-            call.client
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect(),
-        ),
+        Value::Object(call.client.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
     );
-    let mut context = Map::new();
-    if let Some(ip) = &call.ip {
-        context.insert("ip".into(), ip.clone().into());
+    let opt = |v: &Option<String>| v.clone().map(Value::String);
+    let mut request = Map::new();
+    for (k, v) in [
+        ("ip", opt(&call.ip)),
+        ("user_agent", opt(&call.user_agent)),
+        ("hostname", opt(&call.hostname)),
+        ("language", opt(&call.language)),
+        ("method", Some(Value::String(if call.method.is_empty() { "POST".into() } else { call.method.clone() }))),
+    ] {
+        if let Some(v) = v {
+            request.insert(k.into(), v);
+        }
     }
-    if let Some(ua) = &call.user_agent {
-        context.insert("userAgent".into(), ua.clone().into());
-    }
-    context.insert("body".into(), Value::Object(call.body.clone()));
+    request.insert("body".into(), Value::Object(call.body.clone()));
     let mut input = Map::new();
     input.insert("client".into(), Value::Object(client));
+    let list = |s: &Vec<String>| Value::Array(s.iter().cloned().map(Value::String).collect());
     if let Some(s) = &call.scope {
-        input.insert(
-            "scope".into(),
-            s.iter()
-                .cloned()
-                .map(Value::String)
-                .collect::<Vec<_>>()
-                .into(),
-        );
+        input.insert("scope".into(), list(s));
+    }
+    if let Some(s) = &call.requested_scope {
+        input.insert("requested_scope".into(), list(s));
     }
     if let Some(a) = &call.audience {
         input.insert("audience".into(), a.clone().into());
     }
-    input.insert("context".into(), Value::Object(context));
+    input.insert("request".into(), Value::Object(request));
+    if let Some(c) = cache {
+        input.insert("cache".into(), serde_json::to_value(c).unwrap_or(Value::Null));
+        input.insert("now".into(), cache::now_ms().into());
+    }
     Value::Object(input).to_string()
 }
 
-/// Runs one invocation on this worker's engine and applies Auth0's error rules.
-fn invoke(
-    engine: &mut Engine,
-    hook: &str,
-    input: &str,
-    deadline: Instant,
-    limit: Duration,
-) -> Invocation {
-    let (raw, logs) = engine.call(input, deadline);
-    let result = match raw {
-        RawOutcome::TimedOut => Err(timeout_failure(limit)),
-        RawOutcome::Aborted(msg) => Err(HookFailure::Error(OAuthError::server_error(format!(
-            "hook aborted: {}",
-            first_line(&msg)
-        )))),
-        RawOutcome::Finished(state) => legacy_result(hook, state),
-    };
-    Invocation { result, logs }
+fn timeout_failure(limit: Duration) -> HookFailure {
+    HookFailure::Timeout(OAuthError::server_error(format!("hook timed out after {} ms", limit.as_millis())))
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
+/// Applies Auth0's rules to what the worker reports; also returns the cache writes.
+pub fn interpret(
+    form: Form,
+    hook: &str,
+    outcome: RawOutcome,
+    limit: Duration,
+) -> (Result<HookEffect, HookFailure>, Vec<cache::CacheOp>) {
+    match outcome {
+        RawOutcome::TimedOut => (Err(timeout_failure(limit)), Vec::new()),
+        RawOutcome::Aborted { message } => (
+            Err(HookFailure::Error(OAuthError::server_error(format!("hook aborted: {}", first_line(&message))))),
+            Vec::new(),
+        ),
+        RawOutcome::Finished { mut state } => {
+            let ops = std::mem::take(&mut state.cache_ops);
+            let r = match form {
+                Form::Legacy => legacy_result(hook, state),
+                Form::Action => action_result(state),
+            };
+            (r, ops)
+        }
+    }
+}
+
 /// D1, D5, D7, D8, D12 for the legacy form.
 fn legacy_result(hook: &str, state: State) -> Result<HookEffect, HookFailure> {
     if state.late > 0 {
-        tracing::warn!(
-            hook,
-            extra_calls = state.late,
-            "hook called cb more than once; later calls ignored"
-        );
+        tracing::warn!(hook, extra_calls = state.late, "hook called cb more than once; later calls ignored");
     }
     if let Some(err) = state.error {
         return Err(map_error(err));
     }
     if !state.done {
-        return Err(HookFailure::Error(OAuthError::server_error(
-            match state.rejected {
-                Some(r) => r.message,
-                None => "hook completed without calling back".to_owned(),
-            },
-        )));
+        return Err(HookFailure::Error(OAuthError::server_error(match state.rejected {
+            Some(r) => r.message,
+            None => "hook completed without calling back".to_owned(),
+        })));
     }
     let value = match state.result.as_deref() {
         None | Some("null") => None,
         Some(json) => match serde_json::from_str::<Value>(json) {
             Ok(v) => Some(v),
             Err(e) => {
-                return Err(HookFailure::Error(OAuthError::server_error(format!(
-                    "hook result is not valid JSON: {e}"
-                ))));
+                return Err(HookFailure::Error(OAuthError::server_error(format!("hook result is not valid JSON: {e}"))));
             }
         },
     };
-    claims::legacy_effect(value)
-        .map_err(|e| HookFailure::Error(OAuthError::server_error(e.to_string())))
+    claims::legacy_effect(value).map_err(|e| HookFailure::Error(OAuthError::server_error(e.to_string())))
 }
 
 /// The injected error classes pick the OAuth error (D1).
 fn map_error(err: JsErrorInfo) -> HookFailure {
     match err.name.as_str() {
-        "InvalidScopeError" => {
-            HookFailure::Denied(OAuthError::new(400, "invalid_scope", err.message))
-        }
-        "InvalidRequestError" => {
-            HookFailure::Denied(OAuthError::new(400, "invalid_request", err.message))
-        }
+        "InvalidScopeError" => HookFailure::Denied(OAuthError::new(400, "invalid_scope", err.message)),
+        "InvalidRequestError" => HookFailure::Denied(OAuthError::new(400, "invalid_request", err.message)),
         _ => HookFailure::Error(OAuthError::server_error(err.message)),
     }
+}
+
+/// D2 for `api.access.deny`.
+fn deny_error(d: Deny) -> HookFailure {
+    match d.code.as_str() {
+        "invalid_scope" => HookFailure::Denied(OAuthError::new(400, "invalid_scope", d.reason)),
+        "invalid_request" => HookFailure::Denied(OAuthError::new(400, "invalid_request", d.reason)),
+        "server_error" => HookFailure::Denied(OAuthError::new(500, "server_error", d.reason)),
+        other => HookFailure::Error(OAuthError::server_error(format!(
+            "hook denied with code {other:?}, which is not allowed (use invalid_scope, invalid_request or server_error)"
+        ))),
+    }
+}
+
+/// Actions: deny wins, then errors, then claims and target scopes (D2, D6, D8).
+fn action_result(state: State) -> Result<HookEffect, HookFailure> {
+    if let Some(d) = state.deny {
+        return Err(deny_error(d));
+    }
+    if let Some(err) = state.error {
+        return Err(HookFailure::Error(OAuthError::server_error(err.message)));
+    }
+    if !state.done {
+        return Err(HookFailure::Error(OAuthError::server_error(
+            "hook completed without finishing: its promise never settled",
+        )));
+    }
+    let mut claims = Map::new();
+    for (name, json) in state.claims {
+        match serde_json::from_str::<Value>(&json) {
+            Ok(v) => {
+                claims.insert(name, v);
+            }
+            Err(e) => {
+                return Err(HookFailure::Error(OAuthError::server_error(format!(
+                    "claim {name:?} is not valid JSON: {e}"
+                ))));
+            }
+        }
+    }
+    Ok(HookEffect {
+        claims,
+        scope: state.target_changed.then_some(state.target_scopes),
+        form: claims::EffectForm::Action,
+    })
 }
 
 #[cfg(test)]

@@ -119,7 +119,11 @@ globalThis.require = function (name) {
     },
     legacy: function (fn, inputJson) {
       const input = JSON.parse(inputJson);
-      const context = input.context || {};
+      const req = input.request || {};
+      // Auth0 passes the request's details at the top of `context` (ip, userAgent).
+      const context = { body: req.body || {} };
+      if (req.ip !== undefined) context.ip = req.ip;
+      if (req.user_agent !== undefined) context.userAgent = req.user_agent;
       // A copy per call: one request's hook must not see another's mutations.
       context.webtask = {
         secrets: Object.assign({}, secrets),
@@ -143,6 +147,185 @@ globalThis.require = function (name) {
           state.thrown = true;
           state.error = describe(e);
         }
+      }
+      return state;
+    },
+    // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
+    action: function (fn, inputJson) {
+      const input = JSON.parse(inputJson);
+      const state = newState();
+      state.claims = [];
+      state.deny = null;
+      state.target_changed = false;
+      state.target_scopes = [];
+      state.cache_ops = [];
+      const granted = Array.isArray(input.scope) ? input.scope.slice() : [];
+      let target = granted.slice();
+      const req = input.request || {};
+      const client = input.client || {};
+      const customClaims = {};
+      const event = {
+        accessToken: { scope: granted.slice(), customClaims: customClaims },
+        client: { client_id: client.id, name: client.name, metadata: Object.assign({}, client.metadata || {}) },
+        request: {
+          body: req.body || {},
+          ip: req.ip,
+          method: req.method,
+          hostname: req.hostname,
+          user_agent: req.user_agent,
+          language: req.language,
+          query: {},
+        },
+        resource_server: { identifier: input.audience },
+        tenant: { id: client.tenant },
+        transaction: {
+          requested_scopes: Array.isArray(input.requested_scope) ? input.requested_scope.slice() : [],
+        },
+        secrets: Object.assign({}, secrets),
+      };
+      Object.defineProperty(event.transaction, "target_scopes", {
+        enumerable: true,
+        get: function () { return target.slice(); },
+      });
+
+      function checkScope(s) {
+        if (typeof s !== "string" || s.length === 0 || /\s/.test(s)) {
+          throw new TypeError("invalid scope: " + show(s) + " (a non-empty string without spaces)");
+        }
+        return s;
+      }
+      function changed() {
+        state.target_changed = true;
+        state.target_scopes = target.slice();
+      }
+
+      // api.cache: a snapshot of the shared store; writes are sent back to it.
+      const now = Number(input.now) || Date.now();
+      const store = {};
+      const seed = input.cache || {};
+      for (const k of Object.keys(seed)) {
+        if (seed[k] && seed[k].expires_at > now) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
+      }
+      function byteLength(s) {
+        let n = 0;
+        for (let i = 0; i < s.length; i++) {
+          const c = s.charCodeAt(i);
+          n += c < 0x80 ? 1 : c < 0x800 ? 2 : (c >= 0xd800 && c < 0xdc00) ? (i++, 4) : 3;
+        }
+        return n;
+      }
+      const cacheApi = {
+        get: function (key) {
+          const e = store[String(key)];
+          if (!e || e.expires_at <= Date.now()) return undefined;
+          return { value: e.value, expires_at: e.expires_at };
+        },
+        set: function (key, value, options) {
+          key = String(key);
+          if (typeof value !== "string") return { type: "error", code: "INVALID_VALUE" };
+          if (byteLength(key) > 64) return { type: "error", code: "KEY_TOO_LARGE" };
+          if (byteLength(value) > 4096) return { type: "error", code: "VALUE_TOO_LARGE" };
+          const t = Date.now();
+          let exp = t + 15 * 60 * 1000;
+          const o = options || {};
+          const candidates = [];
+          if (typeof o.ttl === "number" && o.ttl > 0) candidates.push(t + o.ttl);
+          if (typeof o.expires_at === "number" && o.expires_at > t) candidates.push(o.expires_at);
+          if (candidates.length) exp = Math.min.apply(null, candidates);
+          exp = Math.min(exp, t + 24 * 60 * 60 * 1000);
+          const keys = Object.keys(store).filter(function (k) { return store[k].expires_at > t; });
+          if (!(key in store) && keys.length >= 20) return { type: "error", code: "TOO_MANY_ENTRIES" };
+          let total = byteLength(key) + byteLength(value);
+          for (const k of keys) if (k !== key) total += byteLength(k) + byteLength(store[k].value);
+          if (total > 8192) return { type: "error", code: "CACHE_FULL" };
+          store[key] = { value: value, expires_at: exp };
+          state.cache_ops.push({ op: "set", key: key, value: value, expires_at: exp });
+          return { type: "success" };
+        },
+        delete: function (key) {
+          key = String(key);
+          delete store[key];
+          state.cache_ops.push({ op: "delete", key: key });
+          return { type: "success" };
+        },
+      };
+
+      const api = {};
+      api.accessToken = {
+        setCustomClaim: function (name, value) {
+          name = String(name);
+          let json;
+          try {
+            json = JSON.stringify(value);
+          } catch (e) {
+            throw new TypeError("claim " + name + " is not serializable: " + describe(e).message);
+          }
+          if (json !== undefined) {
+            state.claims = state.claims.filter(function (c) { return c[0] !== name; });
+            state.claims.push([name, json]);
+            customClaims[name] = value;
+          }
+          return api;
+        },
+      };
+      api.access = {
+        deny: function (code, reason) {
+          if (!state.deny) {
+            state.deny = { code: String(code), reason: reason === undefined || reason === null ? "" : String(reason) };
+          }
+          return api;
+        },
+      };
+      api.cache = cacheApi;
+      api.transaction = {
+        addTargetScope: function (s) {
+          checkScope(s);
+          if (target.indexOf(s) < 0) target.push(s);
+          changed();
+          return api;
+        },
+        removeTargetScope: function (s) {
+          checkScope(s);
+          target = target.filter(function (x) { return x !== s; });
+          changed();
+          return api;
+        },
+        setTargetScopes: function (list) {
+          if (!Array.isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
+          const next = [];
+          for (const s of list) {
+            checkScope(s);
+            if (next.indexOf(s) < 0) next.push(s);
+          }
+          target = next;
+          changed();
+          return api;
+        },
+        clearTargetScopes: function () {
+          target = [];
+          changed();
+          return api;
+        },
+      };
+
+      try {
+        const ret = fn(event, api);
+        if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
+          ret.then(
+            function () { state.done = true; },
+            function (e) {
+              state.done = true;
+              state.rejected = describe(e);
+              state.error = describe(e);
+            }
+          );
+        } else {
+          state.done = true;
+        }
+      } catch (e) {
+        state.done = true;
+        state.thrown = true;
+        state.error = describe(e);
       }
       return state;
     },

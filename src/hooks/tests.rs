@@ -1,35 +1,36 @@
-//! Legacy-hook semantics through the real pool and engine: D1, D5, D7, D8, D11–D13, D15.
+//! Hook semantics, both forms, run on the real engine and rules in this thread (the
+//! worker process adds isolation, tested in `tests/hooks.rs`): D1, D2, D5–D8, D11–D15.
 
 use super::*;
-use crate::config::HooksConfig;
+use engine::{Engine, Limits};
 use serde_json::json;
+use std::cell::RefCell;
 
-fn pool_with(source: &str, timeout_ms: u64, secrets: &[(&str, &str)]) -> HookPool {
-    let spec = HookSpec {
-        name: "t".into(),
-        path: "t.js".into(),
-        source: source.into(),
-        timeout: Duration::from_millis(timeout_ms),
-        secrets: secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
-    let cfg = HooksConfig {
-        dir: ".".into(),
-        timeout: Duration::from_millis(timeout_ms),
-        workers: 1,
-        queue: 4,
-        allow_unnamespaced_claims: false,
-    };
-    HookPool::start(
-        spec,
-        &cfg,
-        ClaimPolicy {
-            allow_unnamespaced: false,
-        },
-    )
-    .unwrap()
+/// One engine with the hook compiled, driven like a worker drives it.
+struct Inline {
+    engine: RefCell<Engine>,
+    timeout: Duration,
+    cache: cache::SharedCache,
+}
+
+impl Inline {
+    fn invoke(&self, call: &HookCall) -> Invocation {
+        let mut engine = self.engine.borrow_mut();
+        let form = engine.form();
+        let snapshot = (form == Form::Action).then(|| self.cache.snapshot(cache::now_ms()));
+        let input = input_json(call, snapshot.as_ref());
+        let (outcome, logs) = engine.call(&input, Instant::now() + self.timeout);
+        let (result, ops) = interpret(form, "t", outcome, self.timeout);
+        self.cache.apply(ops, cache::now_ms());
+        Invocation { result, logs }
+    }
+}
+
+fn pool_with(source: &str, timeout_ms: u64, secrets: &[(&str, &str)]) -> Inline {
+    let secrets: BTreeMap<String, String> = secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let engine = Engine::compile(source, &serde_json::to_string(&secrets).unwrap(), Limits::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    Inline { engine: RefCell::new(engine), timeout: Duration::from_millis(timeout_ms), cache: Default::default() }
 }
 
 fn legacy(body: &str) -> String {
@@ -56,30 +57,30 @@ fn call() -> HookCall {
     }
 }
 
-async fn run(source: &str) -> Invocation {
-    pool_with(source, 2000, &[]).invoke(&call()).await
+fn run(source: &str) -> Invocation {
+    pool_with(source, 2000, &[]).invoke(&call())
 }
 
 fn claims_of(inv: &Invocation) -> serde_json::Map<String, Value> {
     inv.result.as_ref().expect("hook succeeded").claims.clone()
 }
 
-#[tokio::test]
-async fn seed_hook_file_runs_as_shipped() {
+#[test]
+fn seed_hook_file_runs_as_shipped() {
     let src =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/seed.js")).unwrap();
-    let inv = run(&src).await;
+    let inv = run(&src);
     let effect = inv.result.unwrap();
     assert_eq!(effect.scope, Some(vec!["read".into(), "extra".into()]));
     assert_eq!(effect.claims["https://foo.com/claim"], "bar");
 }
 
-#[tokio::test]
-async fn arguments_match_auth0() {
+#[test]
+fn arguments_match_auth0() {
     let inv = run(&legacy(
         "cb(null, {'https://x/args': {client: client, scope: scope, audience: audience, ip: context.ip, ua: context.userAgent, body: context.body, wt: Object.keys(context.webtask).sort()}})",
     ))
-    .await;
+    ;
     assert_eq!(
         claims_of(&inv)["https://x/args"],
         json!({"client": {"id": "svc", "name": "Svc", "tenant": "acme", "metadata": {"region": "eu"}},
@@ -88,8 +89,8 @@ async fn arguments_match_auth0() {
     );
 }
 
-#[tokio::test]
-async fn scope_is_undefined_when_none_granted() {
+#[test]
+fn scope_is_undefined_when_none_granted() {
     let pool = pool_with(
         &legacy("cb(null, {'https://x/t': typeof scope})"),
         2000,
@@ -97,18 +98,18 @@ async fn scope_is_undefined_when_none_granted() {
     );
     let mut c = call();
     c.scope = None;
-    let inv = pool.invoke(&c).await;
+    let inv = pool.invoke(&c);
     assert_eq!(claims_of(&inv)["https://x/t"], "undefined");
 }
 
-#[tokio::test]
-async fn secrets_are_visible_to_the_hook_only_d15() {
+#[test]
+fn secrets_are_visible_to_the_hook_only_d15() {
     let pool = pool_with(
         &legacy("cb(null, {'https://x/s': context.webtask.secrets.API_KEY})"),
         2000,
         &[("API_KEY", "s3cr3t")],
     );
-    let inv = pool.invoke(&call()).await;
+    let inv = pool.invoke(&call());
     assert_eq!(claims_of(&inv)["https://x/s"], "s3cr3t");
     // A hook mutating its secrets does not leak into the next run.
     let pool = pool_with(
@@ -120,14 +121,14 @@ async fn secrets_are_visible_to_the_hook_only_d15() {
     );
     for _ in 0..2 {
         assert_eq!(
-            claims_of(&pool.invoke(&call()).await)["https://x/k"],
+            claims_of(&pool.invoke(&call()))["https://x/k"],
             "orig"
         );
     }
 }
 
-#[tokio::test]
-async fn error_classes_map_to_oauth_errors_d1() {
+#[test]
+fn error_classes_map_to_oauth_errors_d1() {
     for (body, status, code, desc) in [
         ("cb(new InvalidScopeError('s'))", 400, "invalid_scope", "s"),
         (
@@ -147,7 +148,7 @@ async fn error_classes_map_to_oauth_errors_d1() {
             "thrown denial",
         ),
     ] {
-        let inv = run(&legacy(body)).await;
+        let inv = run(&legacy(body));
         let err = inv.result.unwrap_err();
         let e = err.error();
         assert_eq!((e.status, e.code), (status, code), "{body}: {e}");
@@ -155,53 +156,53 @@ async fn error_classes_map_to_oauth_errors_d1() {
     }
 }
 
-#[tokio::test]
-async fn error_subclass_name_is_kept() {
+#[test]
+fn error_subclass_name_is_kept() {
     let inv = run(&legacy(
         "class Mine extends InvalidScopeError {}; cb(new Mine('sub'))",
     ))
-    .await;
+    ;
     // Auth0 picks the OAuth error by `name`, which is the subclass's.
     assert_eq!(inv.result.unwrap_err().error().status, 500);
 }
 
-#[tokio::test]
-async fn first_callback_wins_d7() {
+#[test]
+fn first_callback_wins_d7() {
     let inv = run(&legacy(
         "cb(null, {'https://x/n': 1}); cb(null, {'https://x/n': 2}); cb(new Error('late'))",
     ))
-    .await;
+    ;
     assert_eq!(claims_of(&inv)["https://x/n"], 1);
 }
 
-#[tokio::test]
-async fn no_callback_and_rejections_d8() {
-    let inv = run(&legacy("var x = 1;")).await;
+#[test]
+fn no_callback_and_rejections_d8() {
+    let inv = run(&legacy("var x = 1;"));
     assert_eq!(
         inv.result.unwrap_err().error().description,
         "hook completed without calling back"
     );
     let src = "module.exports = async function (client, scope, audience, context, cb) { throw new Error('async boom'); };";
     assert_eq!(
-        run(src).await.result.unwrap_err().error().description,
+        run(src).result.unwrap_err().error().description,
         "async boom"
     );
     // An async hook that calls back after awaiting is fine.
     let src = "module.exports = async function (c, scope, a, ctx, cb) { await null; cb(null, {scope: scope}); };";
     assert_eq!(
-        run(src).await.result.unwrap().scope,
+        run(src).result.unwrap().scope,
         Some(vec!["read".into()])
     );
 }
 
-#[tokio::test]
-async fn timers_work_and_the_limit_holds_d9() {
+#[test]
+fn timers_work_and_the_limit_holds_d9() {
     let inv = run(&legacy(
         "setTimeout(function () { cb(null, {'https://x/t': 'late'}); }, 20);",
     ))
-    .await;
+    ;
     assert_eq!(claims_of(&inv)["https://x/t"], "late");
-    let inv = run(&legacy("var t = setTimeout(function () { cb(new Error('cleared?')); }, 10); clearTimeout(t); setTimeout(function () { cb(null, {}); }, 20);")).await;
+    let inv = run(&legacy("var t = setTimeout(function () { cb(new Error('cleared?')); }, 10); clearTimeout(t); setTimeout(function () { cb(null, {}); }, 20);"));
     assert!(inv.result.is_ok());
     let pool = pool_with(
         &legacy("setTimeout(function () { cb(null, {}); }, 60000);"),
@@ -209,7 +210,7 @@ async fn timers_work_and_the_limit_holds_d9() {
         &[],
     );
     let started = Instant::now();
-    let inv = pool.invoke(&call()).await;
+    let inv = pool.invoke(&call());
     assert_eq!(
         inv.result.unwrap_err().error().description,
         "hook timed out after 200 ms"
@@ -223,15 +224,15 @@ async fn timers_work_and_the_limit_holds_d9() {
         2000,
         &[],
     );
-    pool.invoke(&call()).await.result.unwrap();
+    pool.invoke(&call()).result.unwrap();
     assert_eq!(
-        claims_of(&pool.invoke(&call()).await)["https://x/leak"],
+        claims_of(&pool.invoke(&call()))["https://x/leak"],
         false
     );
 }
 
-#[tokio::test]
-async fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives() {
+#[test]
+fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives() {
     let pool = pool_with(
         &legacy(
             "if (context.body.mode === 'loop') { for (;;) {} } if (context.body.mode === 'rec') { (function f() { return f() + 1; })(); } cb(null, {'https://x/ok': true});",
@@ -242,7 +243,7 @@ async fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives()
     for mode in ["loop", "rec"] {
         let mut c = call();
         c.body.insert("mode".into(), mode.into());
-        let err = pool.invoke(&c).await.result.unwrap_err();
+        let err = pool.invoke(&c).result.unwrap_err();
         assert_eq!(err.error().status, 500, "{mode}");
         assert!(
             err.error().description.starts_with("hook aborted"),
@@ -250,15 +251,15 @@ async fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives()
             err.error().description
         );
     }
-    assert_eq!(claims_of(&pool.invoke(&call()).await)["https://x/ok"], true);
+    assert_eq!(claims_of(&pool.invoke(&call()))["https://x/ok"], true);
 }
 
-#[tokio::test]
-async fn values_convert_like_json_stringify_d11() {
+#[test]
+fn values_convert_like_json_stringify_d11() {
     let inv = run(&legacy(
         "cb(null, {'https://x/v': {f: function () {}, u: undefined, n: NaN, i: Infinity, d: new Date(0), big: 1700000000, neg: -5, arr: [1, undefined, function () {}]}})",
     ))
-    .await;
+    ;
     let v = &claims_of(&inv)["https://x/v"];
     assert_eq!(
         v,
@@ -267,12 +268,12 @@ async fn values_convert_like_json_stringify_d11() {
     assert!(v["big"].is_u64(), "1700000000 must stay an integer");
 }
 
-#[tokio::test]
-async fn unserializable_result_is_a_server_error() {
+#[test]
+fn unserializable_result_is_a_server_error() {
     let inv = run(&legacy(
         "var o = {}; o.self = o; cb(null, {'https://x/o': o})",
     ))
-    .await;
+    ;
     let err = inv.result.unwrap_err();
     assert!(
         err.error()
@@ -283,9 +284,9 @@ async fn unserializable_result_is_a_server_error() {
     );
 }
 
-#[tokio::test]
-async fn require_fails_naming_the_module_d13() {
-    let inv = run(&legacy("var r = require('request'); cb(null, {})")).await;
+#[test]
+fn require_fails_naming_the_module_d13() {
+    let inv = run(&legacy("var r = require('request'); cb(null, {})"));
     assert!(
         inv.result
             .unwrap_err()
@@ -295,24 +296,24 @@ async fn require_fails_naming_the_module_d13() {
     );
 }
 
-#[tokio::test]
-async fn sandbox_has_no_host_access() {
+#[test]
+fn sandbox_has_no_host_access() {
     let inv = run(&legacy(
         "cb(null, {'https://x/g': [typeof process, typeof fetch, typeof XMLHttpRequest, typeof Deno, typeof Bun].join(',')})",
     ))
-    .await;
+    ;
     assert_eq!(
         claims_of(&inv)["https://x/g"],
         "undefined,undefined,undefined,undefined,undefined"
     );
 }
 
-#[tokio::test]
-async fn console_lines_are_captured_and_capped() {
+#[test]
+fn console_lines_are_captured_and_capped() {
     let inv = run(&legacy(
         "console.log('hello', {a: 1}); console.error('x'.repeat(5000)); cb(null, {})",
     ))
-    .await;
+    ;
     assert_eq!(
         inv.logs[0],
         LogLine {
@@ -324,61 +325,3 @@ async fn console_lines_are_captured_and_capped() {
     assert!(inv.logs[1].line.chars().count() <= 1025);
 }
 
-#[tokio::test]
-async fn hooks_that_do_not_compile_or_export_nothing_are_refused_at_start() {
-    let cfg = HooksConfig {
-        dir: ".".into(),
-        timeout: Duration::from_secs(1),
-        workers: 1,
-        queue: 1,
-        allow_unnamespaced_claims: false,
-    };
-    for (src, want) in [
-        ("module.exports = function (", "hook failed to compile"),
-        ("var x = 1;", "does not export a function"),
-    ] {
-        let spec = HookSpec {
-            name: "b".into(),
-            path: "b.js".into(),
-            source: src.into(),
-            timeout: Duration::from_secs(1),
-            secrets: Default::default(),
-        };
-        let err = HookPool::start(
-            spec,
-            &cfg,
-            ClaimPolicy {
-                allow_unnamespaced: false,
-            },
-        )
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains(want), "{err}");
-    }
-}
-
-#[tokio::test]
-async fn full_queue_is_rejected_with_503_and_retry_after() {
-    let pool = pool_with(
-        &legacy("setTimeout(function () { cb(null, {}); }, 300);"),
-        2000,
-        &[],
-    );
-    let pool = Arc::new(pool);
-    let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let p = pool.clone();
-        tasks.push(tokio::spawn(async move { p.invoke(&call()).await.result }));
-    }
-    let mut rejected = 0;
-    for t in tasks {
-        if let Err(HookFailure::Rejected(e)) = t.await.unwrap() {
-            assert_eq!(
-                (e.status, e.code, e.retry_after),
-                (503, "temporarily_unavailable", Some(1))
-            );
-            rejected += 1;
-        }
-    }
-    assert!(rejected > 0);
-}

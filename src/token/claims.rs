@@ -79,6 +79,16 @@ pub struct HookEffect {
     pub claims: Map<String, Value>,
     /// `Some` replaces the token's scopes (an empty list removes them).
     pub scope: Option<Vec<String>>,
+    pub form: EffectForm,
+}
+
+/// The rules differ by hook form: legacy results keep only URL-named keys and may add
+/// scopes; Actions may set plain names but their scopes never exceed the grant (D6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EffectForm {
+    #[default]
+    Legacy,
+    Action,
 }
 
 /// A claim the hook set that did not make it into the token, and why.
@@ -118,6 +128,7 @@ pub fn legacy_effect(result: Option<Value>) -> Result<HookEffect, ClaimsError> {
         claims: Map::new(),
         // D5: a missing `scope` key resets the scopes to none.
         scope: Some(Vec::new()),
+        form: EffectForm::Legacy,
     };
     for (k, v) in obj {
         if k == "scope" {
@@ -159,17 +170,18 @@ pub fn is_namespaced(name: &str) -> bool {
 }
 
 /// Why `name` may not be set, if it may not.
-pub fn rejection(name: &str, policy: ClaimPolicy) -> Option<&'static str> {
+pub fn rejection(name: &str, policy: ClaimPolicy, form: EffectForm) -> Option<&'static str> {
     if RESTRICTED.contains(&name) || name == "scope" {
         return Some("restricted claim");
     }
     if is_namespaced(name) {
         return None;
     }
-    if name.contains("://") {
+    let lower = name.to_ascii_lowercase();
+    if name.contains("://") || lower.starts_with("urn:auth0") {
         return Some("namespace reserved by Auth0");
     }
-    if policy.allow_unnamespaced {
+    if policy.allow_unnamespaced || form == EffectForm::Action {
         None
     } else {
         Some("not namespaced (must be an http or https URL)")
@@ -211,7 +223,7 @@ pub fn apply(
     let mut accepted = Map::new();
     let mut size = 0usize;
     for (name, value) in effect.claims {
-        if let Some(reason) = rejection(&name, policy) {
+        if let Some(reason) = rejection(&name, policy, effect.form) {
             ignored.push(Ignored {
                 claim: name,
                 reason,
@@ -229,6 +241,10 @@ pub fn apply(
         Some(mut s) => {
             let mut seen = std::collections::HashSet::new();
             s.retain(|x| !x.is_empty() && seen.insert(x.clone()));
+            if effect.form == EffectForm::Action {
+                // D6: target scopes never exceed what the IdP granted.
+                s.retain(|x| before.contains(x));
+            }
             let changed = s != before;
             (s, changed)
         }
@@ -377,13 +393,22 @@ mod tests {
         for r in RESTRICTED {
             claims.insert((*r).to_owned(), json!("evil"));
         }
+        for form in [EffectForm::Legacy, EffectForm::Action] {
+            let effect = HookEffect {
+                claims: claims.clone(),
+                scope: None,
+                form,
+            };
+            let out = apply(payload(), effect, lax).unwrap();
+            assert_eq!(out.payload, payload());
+            assert_eq!(out.ignored.len(), RESTRICTED.len());
+        }
         let effect = HookEffect {
             claims,
             scope: None,
+            form: EffectForm::Legacy,
         };
         let out = apply(payload(), effect, lax).unwrap();
-        assert_eq!(out.payload, payload());
-        assert_eq!(out.ignored.len(), RESTRICTED.len());
         assert!(out.ignored.iter().all(|i| i.reason == "restricted claim"));
     }
 
@@ -404,6 +429,29 @@ mod tests {
         ))
         .unwrap();
         assert!(apply(payload(), e, STRICT).is_ok());
+    }
+
+    #[test]
+    fn action_claims_and_scopes_d6() {
+        let mut claims = Map::new();
+        for (k, v) in [("plain", json!(1)), ("https://ok.example/x", json!(2)), ("urn:acme:x", json!(3)),
+                       ("urn:auth0:x", json!(4)), ("https://x.auth0.com/y", json!(5)), ("sub", json!(6))] {
+            claims.insert(k.into(), v);
+        }
+        let effect = HookEffect {
+            claims,
+            scope: Some(vec!["read:data".into(), "admin".into()]),
+            form: EffectForm::Action,
+        };
+        let out = apply(payload(), effect, STRICT).unwrap();
+        assert_eq!(out.claims.keys().collect::<Vec<_>>(), vec!["plain", "https://ok.example/x", "urn:acme:x"]);
+        assert_eq!(out.ignored.len(), 3);
+        // "admin" was never granted: dropped silently.
+        assert_eq!(out.payload["scope"], "read:data");
+        // No scope operations: scopes untouched.
+        let out = apply(payload(), HookEffect { form: EffectForm::Action, ..Default::default() }, STRICT).unwrap();
+        assert_eq!(out.payload["scope"], "read:data write:data");
+        assert!(!out.scope_changed);
     }
 
     #[test]
