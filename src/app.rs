@@ -41,6 +41,7 @@ pub struct App {
     worker_command: WorkerCommand,
     pub upstream: UpstreamClient,
     pub passthrough_peer: HttpPeer,
+    pub routes: crate::proxy::Routes,
     pub metrics: Metrics,
     request_counters: HashMap<(&'static str, &'static str), IntCounter>,
     policy: ClaimPolicy,
@@ -143,6 +144,11 @@ impl App {
         passthrough_peer.options.read_timeout = Some(up.timeout);
         passthrough_peer.options.write_timeout = Some(up.timeout);
         passthrough_peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let routes = crate::proxy::Routes {
+            token: crate::proxy::normalize_path(&config.upstream.token_path),
+            jwks: crate::proxy::normalize_path(&config.server.jwks_path),
+            discovery: crate::proxy::normalize_path(&config.server.discovery_path),
+        };
         let metrics = Metrics::new();
         let mut request_counters = HashMap::new();
         for route in [
@@ -173,6 +179,7 @@ impl App {
             worker_command,
             upstream,
             passthrough_peer,
+            routes,
             metrics,
             request_counters,
             policy,
@@ -198,7 +205,10 @@ impl App {
         let cfg = &self.config.hooks;
         let fp = crate::hooks::manifest::fingerprint(&cfg.dir, env);
         {
-            let mut last = self.hooks_fingerprint.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .hooks_fingerprint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if *last == fp {
                 return None;
             }
@@ -213,9 +223,16 @@ impl App {
             Ok(Some(spec)) => {
                 let name = spec.name.clone();
                 let cache = self.hooks().map(|h| h.cache().clone()).unwrap_or_default();
-                match HookPool::start_with(spec, cfg, self.worker_command.clone(), cache, self.pool_stats.clone()) {
+                match HookPool::start_with(
+                    spec,
+                    cfg,
+                    self.worker_command.clone(),
+                    cache,
+                    self.pool_stats.clone(),
+                ) {
                     Ok(pool) => {
-                        *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pool));
+                        *self.hooks.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Arc::new(pool));
                         tracing::info!(hook = %name, "hooks reloaded");
                         Ok(())
                     }
@@ -234,7 +251,10 @@ impl App {
                 Some(true)
             }
             Err(e) => {
-                self.metrics.hook_reloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .hook_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::error!(error = %e, "new hook version refused; the previous one keeps serving");
                 Some(false)
             }
@@ -306,13 +326,21 @@ impl App {
         }
         self.metrics.ready.set(i64::from(self.ready()));
         let s = &self.pool_stats;
-        self.metrics.hook_queue_depth.set(self.hooks().map_or(0, |h| h.queue_len()) as i64);
-        self.metrics.hook_workers_busy.set(s.busy.load(Ordering::Relaxed) as i64);
-        self.metrics.hook_workers_up.set(s.up.load(Ordering::Relaxed) as i64);
+        self.metrics
+            .hook_queue_depth
+            .set(self.hooks().map_or(0, |h| h.queue_len()) as i64);
+        self.metrics
+            .hook_workers_busy
+            .set(s.busy.load(Ordering::Relaxed) as i64);
+        self.metrics
+            .hook_workers_up
+            .set(s.up.load(Ordering::Relaxed) as i64);
         let replaced = s.replaced.load(Ordering::Relaxed) as u64;
         let counted = self.metrics.hook_workers_replaced.get();
         if replaced > counted {
-            self.metrics.hook_workers_replaced.inc_by(replaced - counted);
+            self.metrics
+                .hook_workers_replaced
+                .inc_by(replaced - counted);
         }
     }
 }

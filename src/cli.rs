@@ -163,7 +163,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 keys.all().len(),
                 if keys.all().len() == 1 { "" } else { "s" },
                 keys.active().kid,
-                app.hooks().map(|h| h.name().to_owned()).unwrap_or_else(|| "(none enabled)".into())
+                app.hooks()
+                    .map(|h| h.name().to_owned())
+                    .unwrap_or_else(|| "(none enabled)".into())
             );
             ExitCode::SUCCESS
         }
@@ -235,7 +237,10 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
     use crate::hooks::manifest::{self, Manifest, SecretRef};
     let (dir, hooks_cfg) = match (&dir, &config) {
         (_, Some(c)) => match Config::load(c, std::env::vars()) {
-            Ok(cfg) => (dir.clone().unwrap_or(cfg.hooks.dir.clone()), Some(cfg.hooks)),
+            Ok(cfg) => (
+                dir.clone().unwrap_or(cfg.hooks.dir.clone()),
+                Some(cfg.hooks),
+            ),
             Err(e) => {
                 print_errors(&e.0);
                 return ExitCode::from(EXIT_CONFIG);
@@ -249,7 +254,12 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         eprintln!("{msg}");
         ExitCode::from(2)
     };
-    if let HooksCommand::Run { file, event, timeout_ms } = command {
+    if let HooksCommand::Run {
+        file,
+        event,
+        timeout_ms,
+    } = command
+    {
         return crate::hooks::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg);
     }
     if !dir.is_dir() {
@@ -267,7 +277,10 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         if known.iter().any(|h| h == name) {
             Ok(())
         } else {
-            Err(usage(format!("no hook named {name:?} in {}", dir.display())))
+            Err(usage(format!(
+                "no hook named {name:?} in {}",
+                dir.display()
+            )))
         }
     };
     let result: Result<String, ExitCode> = (|| match command {
@@ -281,8 +294,14 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
                     "{} {name}\tfile={}\ttimeout_ms={}\tsecrets=[{}]\n",
                     if on { "*" } else { " " },
                     m.file_for(name),
-                    entry.timeout_ms.unwrap_or(hooks_cfg.timeout.as_millis() as u64),
-                    secrets.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+                    entry
+                        .timeout_ms
+                        .unwrap_or(hooks_cfg.timeout.as_millis() as u64),
+                    secrets
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ));
             }
             if known.is_empty() {
@@ -302,40 +321,60 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
             let source = std::fs::read_to_string(&file)
                 .map_err(|e| usage(format!("--file {}: {e}", file.display())))?;
             let target = dir.join(format!("{name}.js"));
-            std::fs::write(&target, source).map_err(|e| usage(format!("cannot write {}: {e}", target.display())))?;
-            Ok(format!("created hook {name:?} (disabled; enable it with `tokenhook hooks enable {name}`)\n"))
+            std::fs::write(&target, source)
+                .map_err(|e| usage(format!("cannot write {}: {e}", target.display())))?;
+            Ok(format!(
+                "created hook {name:?} (disabled; enable it with `tokenhook hooks enable {name}`)\n"
+            ))
         }
         HooksCommand::Enable { name } => {
             must_exist(&name)?;
             // Refuse to enable what would not run, as the sidecar would refuse to load it.
             let source = std::fs::read_to_string(dir.join(m.file_for(&name)))
                 .map_err(|e| usage(format!("cannot read hook {name:?}: {e}")))?;
-            if let Err(e) = crate::hooks::engine::Engine::compile(&source, "{}", Default::default()) {
+            if let Err(e) = crate::hooks::engine::Engine::compile(&source, "{}", Default::default())
+            {
                 eprintln!("hook {name:?}: {e}");
                 return Err(ExitCode::FAILURE);
             }
             m.enabled = Some(name.clone());
-            m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
-            Ok(format!("enabled hook {name:?}; every other hook is disabled\n"))
+            m.write(&dir)
+                .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            Ok(format!(
+                "enabled hook {name:?}; every other hook is disabled\n"
+            ))
         }
         HooksCommand::Disable { name } => {
             must_exist(&name)?;
             if m.enabled.as_deref() == Some(name.as_str()) {
                 m.enabled = None;
-                m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+                m.write(&dir)
+                    .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
                 Ok(format!("disabled hook {name:?}; no hook is enabled\n"))
             } else {
                 Ok(format!("hook {name:?} was not enabled\n"))
             }
         }
-        HooksCommand::Secrets { command: SecretsCommand::Set { name, key } } => {
+        HooksCommand::Secrets {
+            command: SecretsCommand::Set { name, key },
+        } => {
             must_exist(&name)?;
             let entry = m.hook.entry(name.clone()).or_default();
             if !entry.secrets.contains_key(&key) && entry.secrets.len() >= manifest::MAX_SECRETS {
-                return Err(usage(format!("hook {name:?} has {} secrets already, the most allowed", manifest::MAX_SECRETS)));
+                return Err(usage(format!(
+                    "hook {name:?} has {} secrets already, the most allowed",
+                    manifest::MAX_SECRETS
+                )));
             }
-            if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                return Err(usage(format!("{key:?} is not a valid secret name (letters, digits, '_' and '-', at most 128)")));
+            if key.is_empty()
+                || key.len() > 128
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(usage(format!(
+                    "{key:?} is not a valid secret name (letters, digits, '_' and '-', at most 128)"
+                )));
             }
             let mut value = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
@@ -347,15 +386,25 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
             let rel = format!("secrets/{name}/{key}");
             let path = dir.join(&rel);
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| usage(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| usage(format!("cannot create {}: {e}", parent.display())))?;
             }
             let _ = std::fs::remove_file(&path);
             crate::keys::write_private_key(&path, value, true)
                 .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
-            entry.secrets.insert(key.clone(), SecretRef { env: None, file: Some(rel.clone()) });
-            m.write(&dir).map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            entry.secrets.insert(
+                key.clone(),
+                SecretRef {
+                    env: None,
+                    file: Some(rel.clone()),
+                },
+            );
+            m.write(&dir)
+                .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
             // The value is never printed back.
-            Ok(format!("set secret {key} of hook {name:?} (stored in {rel}, mode 0600)\n"))
+            Ok(format!(
+                "set secret {key} of hook {name:?} (stored in {rel}, mode 0600)\n"
+            ))
         }
         HooksCommand::Run { .. } => unreachable!("handled above"),
     })();

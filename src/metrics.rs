@@ -145,16 +145,28 @@ impl Metrics {
         )
         .expect("valid metric");
         let hook_reloads = IntCounterVec::new(
-            Opts::new("tokenhook_hook_reloads_total", "Hot reloads of the hooks folder, by result."),
+            Opts::new(
+                "tokenhook_hook_reloads_total",
+                "Hot reloads of the hooks folder, by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");
-        let hook_queue_depth = IntGauge::new("tokenhook_hook_queue_depth", "Hook calls waiting for a worker.")
-            .expect("valid metric");
-        let hook_workers_busy = IntGauge::new("tokenhook_hook_workers_busy", "Hook workers running a call.")
-            .expect("valid metric");
-        let hook_workers_up = IntGauge::new("tokenhook_hook_workers_up", "Hook worker processes running.")
-            .expect("valid metric");
+        let hook_queue_depth = IntGauge::new(
+            "tokenhook_hook_queue_depth",
+            "Hook calls waiting for a worker.",
+        )
+        .expect("valid metric");
+        let hook_workers_busy = IntGauge::new(
+            "tokenhook_hook_workers_busy",
+            "Hook workers running a call.",
+        )
+        .expect("valid metric");
+        let hook_workers_up = IntGauge::new(
+            "tokenhook_hook_workers_up",
+            "Hook worker processes running.",
+        )
+        .expect("valid metric");
         let hook_workers_replaced = IntCounter::new(
             "tokenhook_hook_workers_replaced_total",
             "Hook worker processes killed (over their time limit) or crashed (out of memory) and replaced.",

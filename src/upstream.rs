@@ -72,9 +72,16 @@ impl UpstreamClient {
         max_body: usize,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let fut = async {
-            match self.attempt(req, body, max_body).await {
-                Err((true, _)) => self.attempt(req, body, max_body).await.map_err(|(_, e)| e),
-                other => other.map_err(|(_, e)| e),
+            // Retry only what pingora itself deems safe: a pooled connection found closed
+            // before any response byte. Each retry takes a connection from the pool
+            // again, which may be stale too, hence a small cap rather than one retry.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.attempt(req, body, max_body).await {
+                    Err((true, _)) if tries < 4 => continue,
+                    other => return other.map_err(|(_, e)| e),
+                }
             }
         };
         tokio::time::timeout(self.timeout, fut)
@@ -105,7 +112,11 @@ impl UpstreamClient {
                 })?;
         session.set_read_timeout(Some(self.io_timeout));
         session.set_write_timeout(Some(self.io_timeout));
-        let io = |e: Box<pingora::Error>| UpstreamError::Io(e.to_string());
+        // Only the error's kind: pingora's error text can quote the raw response buffer,
+        // which holds the IdP's token.
+        let io = |e: Box<pingora::Error>| {
+            UpstreamError::Io(format!("{} ({:?})", e.etype().as_str(), e.esource()))
+        };
         let sent = async {
             session.write_request_header(Box::new(req.clone())).await?;
             if !body.is_empty() {
@@ -115,8 +126,9 @@ impl UpstreamClient {
             read_final_header(&mut session).await
         }
         .await;
-        if let Err(e) = sent {
-            return Err((reused, io(e)));
+        if let Err(mut e) = sent {
+            e.retry.decide_reuse(reused);
+            return Err((e.retry(), io(e)));
         }
         let Some(header) = session.response_header().cloned() else {
             return Err((false, UpstreamError::Io("no response header".into())));

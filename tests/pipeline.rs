@@ -421,3 +421,109 @@ fn metrics_count_routes_outcomes_and_stages() {
         assert!(m.contains(line), "missing {line} in\n{m}");
     }
 }
+
+#[test]
+fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let auth = format!(
+        "Authorization: {}\r\n",
+        basic("svc-basic", "svc-basic-secret-123")
+    );
+    // Path variants that an IdP may route to its token endpoint (the stub does, like
+    // many frameworks) get the hook too.
+    let k = stub_key(Algorithm::RS256);
+    let stub = StubIdp::start(StubBehaviour {
+        signer: k.clone(),
+        published: vec![k],
+        gzip: false,
+        opaque: false,
+        scope: "read:data",
+    });
+    let lenient = Sidecar::start(SidecarOpts::new(&stub.url()));
+    for path in [
+        "/oauth/token/",
+        "/OAuth/Token",
+        "/oauth/%74oken",
+        "/oauth//token",
+    ] {
+        let r = raw_request(
+            lenient.port,
+            &form_post(path, "x", &auth, "grant_type=client_credentials"),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let (_, claims) = lenient.verify(r.json()["access_token"].as_str().unwrap());
+        assert_eq!(claims["https://foo.com/claim"], "bar", "{path}");
+    }
+    // A client that also accepts brotli still gets an enriched token.
+    let r = raw_request(
+        sidecar.port,
+        &form_post(
+            "/oauth/token",
+            "x",
+            &format!("{auth}Accept-Encoding: br, zstd, gzip\r\n"),
+            "grant_type=client_credentials",
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, claims) = sidecar.verify(r.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["https://foo.com/claim"], "bar");
+    // Repeated grant_type or an unreadable body is refused, never passed through.
+    for body in [
+        "grant_type=password&grant_type=client_credentials",
+        "grant_type=client_credentials&scope=a&scope=b",
+    ] {
+        let r = raw_request(sidecar.port, &form_post("/oauth/token", "x", &auth, body)).unwrap();
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
+    let gz = format!(
+        "POST /oauth/token HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    );
+    assert_eq!(raw_request(sidecar.port, &gz).unwrap().status, 400);
+}
+
+#[test]
+fn keep_alive_serves_several_token_requests_on_one_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let body = "grant_type=client_credentials";
+    for _ in 0..3 {
+        write!(
+            s,
+            "POST /oauth/token HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            basic("svc-basic", "svc-basic-secret-123"),
+            body.len()
+        )
+        .unwrap();
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            assert!(
+                !h.to_ascii_lowercase().starts_with("connection: close"),
+                "{h}"
+            );
+        }
+        let mut buf = vec![0; len];
+        r.read_exact(&mut buf).unwrap();
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        sidecar.verify(v["access_token"].as_str().unwrap());
+    }
+}

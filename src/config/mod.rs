@@ -232,6 +232,10 @@ impl Config {
         let config = validate(raw, base, &mut errors);
         match config {
             Some(c) if errors.is_empty() => Ok(c),
+            _ if errors.is_empty() => Err(ConfigErrors(vec![ConfigError::new(
+                "config",
+                "incomplete configuration (a value could not be derived)",
+            )])),
             _ => Err(ConfigErrors(errors)),
         }
     }
@@ -322,12 +326,20 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
     let public_url = match &raw.server.public_url {
         Some(u) => parse_url(u, "server.public_url", false, &mut err),
         None => listen.and_then(|a| {
-            let host = if a.ip().is_unspecified() {
-                "localhost".to_owned()
+            let url = if a.ip().is_unspecified() {
+                format!("http://localhost:{}", a.port())
             } else {
-                a.ip().to_string()
+                // SocketAddr's Display brackets IPv6 addresses, as URLs need.
+                format!("http://{a}")
             };
-            Url::parse(&format!("http://{host}:{}", a.port())).ok()
+            let parsed = Url::parse(&url).ok();
+            if parsed.is_none() {
+                err(
+                    "server.public_url",
+                    format!("cannot derive it from server.listen ({a}); set it"),
+                );
+            }
+            parsed
         }),
     };
     for (key, p) in [
@@ -390,6 +402,10 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
         ),
         ("hooks.queue", raw.hooks.queue as u64),
         ("hooks.loop_iteration_limit", raw.hooks.loop_iteration_limit),
+        (
+            "upstream.jwks_refresh_seconds",
+            raw.upstream.jwks_refresh_seconds,
+        ),
         ("hooks.recursion_limit", raw.hooks.recursion_limit as u64),
     ] {
         if v == 0 {
@@ -436,8 +452,11 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
     if workers == 0 {
         err("hooks.workers", "must be at least 1".into());
     }
-    if raw.hooks.memory_limit_mb != 0 && raw.hooks.memory_limit_mb < 64 {
-        err("hooks.memory_limit_mb", "must be 0 (unlimited) or at least 64".into());
+    if raw.hooks.memory_limit_mb != 0 && !(64..=1024 * 1024).contains(&raw.hooks.memory_limit_mb) {
+        err(
+            "hooks.memory_limit_mb",
+            "must be 0 (unlimited) or from 64 to 1048576".into(),
+        );
     }
 
     let format = match raw.log.format.as_str() {
@@ -563,6 +582,25 @@ fn parse_url(
     match Url::parse(s) {
         Ok(u) if u.cannot_be_a_base() || u.host_str().is_none() => {
             err(key, format!("not an absolute URL: {s:?}"));
+            None
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            // Never kept: credentials in a URL end up in logs.
+            err(key, "must not carry credentials (user:password@)".into());
+            None
+        }
+        Ok(u)
+            if upstream
+                && key == "upstream.url"
+                && (u.path() != "/" || u.query().is_some() || u.fragment().is_some()) =>
+        {
+            err(
+                key,
+                format!(
+                    "must be the IdP's origin without a path (got path {:?}); set upstream.token_path, upstream.jwks_url and upstream.discovery_path for paths",
+                    u.path()
+                ),
+            );
             None
         }
         Ok(u) if upstream && u.scheme() != "http" => {

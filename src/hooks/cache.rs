@@ -26,8 +26,14 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum CacheOp {
-    Set { key: String, value: String, expires_at: u64 },
-    Delete { key: String },
+    Set {
+        key: String,
+        value: String,
+        expires_at: u64,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 #[derive(Default)]
@@ -66,8 +72,15 @@ impl SharedCache {
                 CacheOp::Delete { key } => {
                     e.remove(&key);
                 }
-                CacheOp::Set { key, value, expires_at } => {
-                    if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES || expires_at <= now {
+                CacheOp::Set {
+                    key,
+                    value,
+                    expires_at,
+                } => {
+                    if key.len() > MAX_KEY_BYTES
+                        || value.len() > MAX_VALUE_BYTES
+                        || expires_at <= now
+                    {
                         continue;
                     }
                     let expires_at = expires_at.min(now + MAX_LIFETIME_MS);
@@ -97,19 +110,41 @@ mod tests {
     fn limits_and_expiry() {
         let c = SharedCache::default();
         let now = 1_000_000;
-        let set = |k: &str, v: &str, exp: u64| CacheOp::Set { key: k.into(), value: v.into(), expires_at: exp };
-        c.apply(vec![set("a", "1", now + 10), set(&"k".repeat(65), "x", now + 10), set("big", &"v".repeat(4097), now + 10)], now);
+        let set = |k: &str, v: &str, exp: u64| CacheOp::Set {
+            key: k.into(),
+            value: v.into(),
+            expires_at: exp,
+        };
+        c.apply(
+            vec![
+                set("a", "1", now + 10),
+                set(&"k".repeat(65), "x", now + 10),
+                set("big", &"v".repeat(4097), now + 10),
+            ],
+            now,
+        );
         assert_eq!(c.snapshot(now).len(), 1);
         assert!(c.snapshot(now + 10).is_empty());
-        let ops = (0..25).map(|i| set(&format!("k{i}"), "v", now + 100)).collect();
+        let ops = (0..25)
+            .map(|i| set(&format!("k{i}"), "v", now + 100))
+            .collect();
         c.apply(ops, now);
         assert_eq!(c.snapshot(now).len(), MAX_ENTRIES);
         c.apply(vec![CacheOp::Delete { key: "k0".into() }], now);
         assert_eq!(c.snapshot(now).len(), MAX_ENTRIES - 1);
         let c = SharedCache::default();
-        c.apply((0..3).map(|i| set(&format!("b{i}"), &"v".repeat(4000), now + 100)).collect(), now);
+        c.apply(
+            (0..3)
+                .map(|i| set(&format!("b{i}"), &"v".repeat(4000), now + 100))
+                .collect(),
+            now,
+        );
         assert_eq!(c.snapshot(now).len(), 2, "8 KB total");
         c.apply(vec![set("long", "v", now + 10 * MAX_LIFETIME_MS)], now);
-        assert!(c.snapshot(now).get("long").is_none_or(|e| e.expires_at <= now + MAX_LIFETIME_MS));
+        assert!(
+            c.snapshot(now)
+                .get("long")
+                .is_none_or(|e| e.expires_at <= now + MAX_LIFETIME_MS)
+        );
     }
 }

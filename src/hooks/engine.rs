@@ -97,7 +97,7 @@ struct Report {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RawOutcome {
     /// The driver ran to a stable point: look at the state.
-    Finished { state: State },
+    Finished { state: Box<State> },
     /// The deadline passed with timers still pending.
     TimedOut,
     /// An uncatchable engine error (loop or recursion limit) or an engine failure.
@@ -191,14 +191,18 @@ impl Engine {
     fn settle(&mut self, state: &JsValue, deadline: Instant) -> RawOutcome {
         loop {
             if let Err(e) = self.ctx.run_jobs() {
-                return RawOutcome::Aborted { message: describe(e) };
+                return RawOutcome::Aborted {
+                    message: describe(e),
+                };
             }
             let current = match self.read_state(state) {
                 Ok(s) => s,
                 Err(message) => return RawOutcome::Aborted { message },
             };
             if current.done {
-                return RawOutcome::Finished { state: current };
+                return RawOutcome::Finished {
+                    state: Box::new(current),
+                };
             }
             let next = match call_method(&mut self.ctx, &self.driver, "nextTimer", &[]) {
                 Ok(v) => v.as_number().unwrap_or(-1.0),
@@ -206,7 +210,9 @@ impl Engine {
             };
             if next < 0.0 {
                 // Nothing queued and nothing pending: the hook will never call back (D8).
-                return RawOutcome::Finished { state: current };
+                return RawOutcome::Finished {
+                    state: Box::new(current),
+                };
             }
             let wait = Duration::from_millis(next as u64);
             let now = Instant::now();

@@ -175,18 +175,20 @@ pub fn fingerprint(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let text = std::fs::read(dir.join(MANIFEST)).unwrap_or_default();
     text.hash(&mut h);
-    if let Ok(m) = Manifest::read(dir) {
-        if let Some(name) = &m.enabled {
-            std::fs::read(dir.join(m.file_for(name))).unwrap_or_default().hash(&mut h);
-            if let Some(entry) = m.hook.get(name) {
-                for (k, r) in &entry.secrets {
-                    k.hash(&mut h);
-                    if let Some(var) = &r.env {
-                        env(var).hash(&mut h);
-                    }
-                    if let Some(f) = &r.file {
-                        std::fs::read(dir.join(f)).unwrap_or_default().hash(&mut h);
-                    }
+    if let Ok(m) = Manifest::read(dir)
+        && let Some(name) = &m.enabled
+    {
+        std::fs::read(dir.join(m.file_for(name)))
+            .unwrap_or_default()
+            .hash(&mut h);
+        if let Some(entry) = m.hook.get(name) {
+            for (k, r) in &entry.secrets {
+                k.hash(&mut h);
+                if let Some(var) = &r.env {
+                    env(var).hash(&mut h);
+                }
+                if let Some(f) = &r.file {
+                    std::fs::read(dir.join(f)).unwrap_or_default().hash(&mut h);
                 }
             }
         }
@@ -201,7 +203,8 @@ pub fn valid_name(name: &str) -> bool {
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b' ' || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b' ' || *c == b'_')
 }
 
 impl Manifest {
@@ -211,10 +214,10 @@ impl Manifest {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
                 let p = e.path();
-                if p.extension().is_some_and(|x| x == "js") {
-                    if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                        names.insert(stem.to_owned());
-                    }
+                if p.extension().is_some_and(|x| x == "js")
+                    && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
+                {
+                    names.insert(stem.to_owned());
                 }
             }
         }

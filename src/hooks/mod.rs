@@ -76,13 +76,19 @@ impl HookFailure {
 
     pub fn error(&self) -> &OAuthError {
         match self {
-            HookFailure::Denied(e) | HookFailure::Error(e) | HookFailure::Timeout(e) | HookFailure::Rejected(e) => e,
+            HookFailure::Denied(e)
+            | HookFailure::Error(e)
+            | HookFailure::Timeout(e)
+            | HookFailure::Rejected(e) => e,
         }
     }
 
     pub fn into_error(self) -> OAuthError {
         match self {
-            HookFailure::Denied(e) | HookFailure::Error(e) | HookFailure::Timeout(e) | HookFailure::Rejected(e) => e,
+            HookFailure::Denied(e)
+            | HookFailure::Error(e)
+            | HookFailure::Timeout(e)
+            | HookFailure::Rejected(e) => e,
         }
     }
 }
@@ -104,7 +110,11 @@ pub struct HookPool {
 
 impl HookPool {
     /// Starts the workers; fails if the hook does not compile or exports nothing.
-    pub fn start(spec: HookSpec, cfg: &HooksConfig, command: WorkerCommand) -> Result<HookPool, String> {
+    pub fn start(
+        spec: HookSpec,
+        cfg: &HooksConfig,
+        command: WorkerCommand,
+    ) -> Result<HookPool, String> {
         Self::start_with(spec, cfg, command, Default::default(), Default::default())
     }
 
@@ -147,7 +157,11 @@ impl HookPool {
     }
 
     pub fn can_serve(&self) -> bool {
-        self.pool.stats.up.load(std::sync::atomic::Ordering::Relaxed) > 0
+        self.pool
+            .stats
+            .up
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// Runs the hook for one request, logging its console lines.
@@ -195,7 +209,10 @@ impl HookPool {
                 if !ops.is_empty() {
                     self.cache.apply(ops, cache::now_ms());
                 }
-                Invocation { result, logs: d.logs }
+                Invocation {
+                    result,
+                    logs: d.logs,
+                }
             }
             Err(reason) => Invocation {
                 result: Err(HookFailure::Error(OAuthError::server_error(reason))),
@@ -224,7 +241,13 @@ pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>
     }
     client.insert(
         "metadata".into(),
-        Value::Object(call.client.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+        Value::Object(
+            call.client
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ),
     );
     let opt = |v: &Option<String>| v.clone().map(Value::String);
     let mut request = Map::new();
@@ -233,7 +256,14 @@ pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>
         ("user_agent", opt(&call.user_agent)),
         ("hostname", opt(&call.hostname)),
         ("language", opt(&call.language)),
-        ("method", Some(Value::String(if call.method.is_empty() { "POST".into() } else { call.method.clone() }))),
+        (
+            "method",
+            Some(Value::String(if call.method.is_empty() {
+                "POST".into()
+            } else {
+                call.method.clone()
+            })),
+        ),
     ] {
         if let Some(v) = v {
             request.insert(k.into(), v);
@@ -254,14 +284,20 @@ pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>
     }
     input.insert("request".into(), Value::Object(request));
     if let Some(c) = cache {
-        input.insert("cache".into(), serde_json::to_value(c).unwrap_or(Value::Null));
+        input.insert(
+            "cache".into(),
+            serde_json::to_value(c).unwrap_or(Value::Null),
+        );
         input.insert("now".into(), cache::now_ms().into());
     }
     Value::Object(input).to_string()
 }
 
 fn timeout_failure(limit: Duration) -> HookFailure {
-    HookFailure::Timeout(OAuthError::server_error(format!("hook timed out after {} ms", limit.as_millis())))
+    HookFailure::Timeout(OAuthError::server_error(format!(
+        "hook timed out after {} ms",
+        limit.as_millis()
+    )))
 }
 
 fn first_line(s: &str) -> &str {
@@ -278,14 +314,17 @@ pub fn interpret(
     match outcome {
         RawOutcome::TimedOut => (Err(timeout_failure(limit)), Vec::new()),
         RawOutcome::Aborted { message } => (
-            Err(HookFailure::Error(OAuthError::server_error(format!("hook aborted: {}", first_line(&message))))),
+            Err(HookFailure::Error(OAuthError::server_error(format!(
+                "hook aborted: {}",
+                first_line(&message)
+            )))),
             Vec::new(),
         ),
         RawOutcome::Finished { mut state } => {
             let ops = std::mem::take(&mut state.cache_ops);
             let r = match form {
-                Form::Legacy => legacy_result(hook, state),
-                Form::Action => action_result(state),
+                Form::Legacy => legacy_result(hook, *state),
+                Form::Action => action_result(*state),
             };
             (r, ops)
         }
@@ -295,34 +334,47 @@ pub fn interpret(
 /// D1, D5, D7, D8, D12 for the legacy form.
 fn legacy_result(hook: &str, state: State) -> Result<HookEffect, HookFailure> {
     if state.late > 0 {
-        tracing::warn!(hook, extra_calls = state.late, "hook called cb more than once; later calls ignored");
+        tracing::warn!(
+            hook,
+            extra_calls = state.late,
+            "hook called cb more than once; later calls ignored"
+        );
     }
     if let Some(err) = state.error {
         return Err(map_error(err));
     }
     if !state.done {
-        return Err(HookFailure::Error(OAuthError::server_error(match state.rejected {
-            Some(r) => r.message,
-            None => "hook completed without calling back".to_owned(),
-        })));
+        return Err(HookFailure::Error(OAuthError::server_error(
+            match state.rejected {
+                Some(r) => r.message,
+                None => "hook completed without calling back".to_owned(),
+            },
+        )));
     }
     let value = match state.result.as_deref() {
         None | Some("null") => None,
         Some(json) => match serde_json::from_str::<Value>(json) {
             Ok(v) => Some(v),
             Err(e) => {
-                return Err(HookFailure::Error(OAuthError::server_error(format!("hook result is not valid JSON: {e}"))));
+                return Err(HookFailure::Error(OAuthError::server_error(format!(
+                    "hook result is not valid JSON: {e}"
+                ))));
             }
         },
     };
-    claims::legacy_effect(value).map_err(|e| HookFailure::Error(OAuthError::server_error(e.to_string())))
+    claims::legacy_effect(value)
+        .map_err(|e| HookFailure::Error(OAuthError::server_error(e.to_string())))
 }
 
 /// The injected error classes pick the OAuth error (D1).
 fn map_error(err: JsErrorInfo) -> HookFailure {
     match err.name.as_str() {
-        "InvalidScopeError" => HookFailure::Denied(OAuthError::new(400, "invalid_scope", err.message)),
-        "InvalidRequestError" => HookFailure::Denied(OAuthError::new(400, "invalid_request", err.message)),
+        "InvalidScopeError" => {
+            HookFailure::Denied(OAuthError::new(400, "invalid_scope", err.message))
+        }
+        "InvalidRequestError" => {
+            HookFailure::Denied(OAuthError::new(400, "invalid_request", err.message))
+        }
         _ => HookFailure::Error(OAuthError::server_error(err.message)),
     }
 }

@@ -85,14 +85,28 @@ impl Worker {
             .await
             .map_err(|e| format!("hook worker did not take its hook: {e}"))?;
         stdin.flush().await.map_err(|e| e.to_string())?;
-        let first = tokio::time::timeout(Duration::from_secs(30), protocol::read_async::<FromWorker>(&mut stdout))
-            .await
-            .map_err(|_| "hook worker did not start within 30 s".to_owned())?
-            .map_err(|e| format!("hook worker exited while starting: {e}"))?;
+        let first = tokio::time::timeout(
+            Duration::from_secs(30),
+            protocol::read_async::<FromWorker>(&mut stdout),
+        )
+        .await
+        .map_err(|_| "hook worker did not start within 30 s".to_owned())?
+        .map_err(|e| format!("hook worker exited while starting: {e}"))?;
         match first {
             FromWorker::Ready { form } => {
-                let form = if form == "action" { Form::Action } else { Form::Legacy };
-                Ok((Worker { child, stdin, stdout }, form))
+                let form = if form == "action" {
+                    Form::Action
+                } else {
+                    Form::Legacy
+                };
+                Ok((
+                    Worker {
+                        child,
+                        stdin,
+                        stdout,
+                    },
+                    form,
+                ))
             }
             FromWorker::CompileError { message } => Err(message),
             FromWorker::Done(_) => Err("hook worker answered out of turn".into()),
@@ -104,7 +118,10 @@ impl Worker {
             input: input.to_owned(),
             timeout_ms: timeout.as_millis() as u64,
         });
-        self.stdin.write_all(&msg).await.map_err(|e| e.to_string())?;
+        self.stdin
+            .write_all(&msg)
+            .await
+            .map_err(|e| e.to_string())?;
         self.stdin.flush().await.map_err(|e| e.to_string())?;
         match protocol::read_async::<FromWorker>(&mut self.stdout).await {
             Ok(FromWorker::Done(d)) => Ok(d),
@@ -117,7 +134,9 @@ impl Worker {
         use std::os::unix::process::ExitStatusExt;
         match tokio::time::timeout(Duration::from_millis(500), self.child.wait()).await {
             Ok(Ok(status)) => match status.signal() {
-                Some(6) => "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced".into(),
+                Some(6) => {
+                    "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced".into()
+                }
                 Some(sig) => format!("hook worker was killed by signal {sig} and was replaced"),
                 None => format!("hook worker exited with {status} and was replaced"),
             },
@@ -168,7 +187,10 @@ impl Pool {
         let thread = std::thread::Builder::new()
             .name(format!("hook-pool-{}", spec.name))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -228,7 +250,11 @@ impl Pool {
     /// Queues a call; `Err` when the queue is full or the pool is gone.
     pub(crate) fn submit(&self, job: Job) -> Result<(), OAuthError> {
         self.tx.try_send(job).map_err(|e| {
-            let mut err = OAuthError::new(503, "temporarily_unavailable", "too many token requests in progress; retry shortly");
+            let mut err = OAuthError::new(
+                503,
+                "temporarily_unavailable",
+                "too many token requests in progress; retry shortly",
+            );
             err.retry_after = Some(1);
             if e.is_closed() {
                 err.description = "hook workers are not running".into();

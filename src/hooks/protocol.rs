@@ -49,7 +49,9 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Blocking read of one frame (the worker side).
-pub fn read_blocking<T: for<'de> Deserialize<'de>>(r: &mut impl std::io::Read) -> std::io::Result<Option<T>> {
+pub fn read_blocking<T: for<'de> Deserialize<'de>>(
+    r: &mut impl std::io::Read,
+) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -58,7 +60,10 @@ pub fn read_blocking<T: for<'de> Deserialize<'de>>(r: &mut impl std::io::Read) -
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut buf = vec![0; len];
     r.read_exact(&mut buf)?;
@@ -76,9 +81,13 @@ pub async fn read_async<T: for<'de> Deserialize<'de>>(
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut buf = vec![0; len];
     r.read_exact(&mut buf).await?;
-    serde_json::from_slice(&buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&buf)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

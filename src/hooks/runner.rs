@@ -68,7 +68,13 @@ fn error_json(e: &OAuthError) -> Value {
 }
 
 /// Runs `source` against `event` and returns the runner's JSON.
-pub fn run(source: String, name: &str, event: Event, cfg: &HooksConfig, command: WorkerCommand) -> Value {
+pub fn run(
+    source: String,
+    name: &str,
+    event: Event,
+    cfg: &HooksConfig,
+    command: WorkerCommand,
+) -> Value {
     let spec = HookSpec {
         name: name.to_owned(),
         path: name.into(),
@@ -86,12 +92,24 @@ pub fn run(source: String, name: &str, event: Event, cfg: &HooksConfig, command:
         event
             .cache
             .iter()
-            .map(|(k, v)| (k.clone(), super::cache::Entry { value: v.clone(), expires_at: expires }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    super::cache::Entry {
+                        value: v.clone(),
+                        expires_at: expires,
+                    },
+                )
+            })
             .collect(),
     );
     let call = HookCall {
         client: HookClient {
-            name: event.client.name.clone().unwrap_or_else(|| event.client.id.clone()),
+            name: event
+                .client
+                .name
+                .clone()
+                .unwrap_or_else(|| event.client.id.clone()),
             id: event.client.id,
             tenant: event.client.tenant,
             metadata: event.client.metadata,
@@ -107,7 +125,10 @@ pub fn run(source: String, name: &str, event: Event, cfg: &HooksConfig, command:
         method: event.request.method.unwrap_or_else(|| "POST".into()),
         request_id: "hooks-run".into(),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return error_json(&OAuthError::server_error(e.to_string())),
     };
@@ -129,7 +150,9 @@ pub fn run(source: String, name: &str, event: Event, cfg: &HooksConfig, command:
         allow_unnamespaced: cfg.allow_unnamespaced_claims,
     };
     match claims::apply(payload, effect, policy) {
-        Ok(a) => json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": logs}),
+        Ok(a) => {
+            json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": logs})
+        }
         Err(e) => {
             let mut out = error_json(&OAuthError::server_error(e.to_string()));
             out["logs"] = json!(logs);
@@ -153,7 +176,12 @@ pub fn run_cli(file: &Path, event: &Path, timeout_ms: Option<u64>, cfg: &HooksCo
     };
     let event: Event = match serde_json::from_str(&text) {
         Ok(e) => e,
-        Err(e) => return usage(format!("--event {}: not a valid event: {e}", event.display())),
+        Err(e) => {
+            return usage(format!(
+                "--event {}: not a valid event: {e}",
+                event.display()
+            ));
+        }
     };
     if timeout_ms == Some(0) {
         return usage("--timeout-ms: must be greater than 0".into());

@@ -27,10 +27,21 @@ impl Inline {
 }
 
 fn pool_with(source: &str, timeout_ms: u64, secrets: &[(&str, &str)]) -> Inline {
-    let secrets: BTreeMap<String, String> = secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let engine = Engine::compile(source, &serde_json::to_string(&secrets).unwrap(), Limits::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    Inline { engine: RefCell::new(engine), timeout: Duration::from_millis(timeout_ms), cache: Default::default() }
+    let secrets: BTreeMap<String, String> = secrets
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let engine = Engine::compile(
+        source,
+        &serde_json::to_string(&secrets).unwrap(),
+        Limits::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Inline {
+        engine: RefCell::new(engine),
+        timeout: Duration::from_millis(timeout_ms),
+        cache: Default::default(),
+    }
 }
 
 fn legacy(body: &str) -> String {
@@ -79,8 +90,7 @@ fn seed_hook_file_runs_as_shipped() {
 fn arguments_match_auth0() {
     let inv = run(&legacy(
         "cb(null, {'https://x/args': {client: client, scope: scope, audience: audience, ip: context.ip, ua: context.userAgent, body: context.body, wt: Object.keys(context.webtask).sort()}})",
-    ))
-    ;
+    ));
     assert_eq!(
         claims_of(&inv)["https://x/args"],
         json!({"client": {"id": "svc", "name": "Svc", "tenant": "acme", "metadata": {"region": "eu"}},
@@ -120,10 +130,7 @@ fn secrets_are_visible_to_the_hook_only_d15() {
         &[("K", "orig")],
     );
     for _ in 0..2 {
-        assert_eq!(
-            claims_of(&pool.invoke(&call()))["https://x/k"],
-            "orig"
-        );
+        assert_eq!(claims_of(&pool.invoke(&call()))["https://x/k"], "orig");
     }
 }
 
@@ -160,8 +167,7 @@ fn error_classes_map_to_oauth_errors_d1() {
 fn error_subclass_name_is_kept() {
     let inv = run(&legacy(
         "class Mine extends InvalidScopeError {}; cb(new Mine('sub'))",
-    ))
-    ;
+    ));
     // Auth0 picks the OAuth error by `name`, which is the subclass's.
     assert_eq!(inv.result.unwrap_err().error().status, 500);
 }
@@ -170,8 +176,7 @@ fn error_subclass_name_is_kept() {
 fn first_callback_wins_d7() {
     let inv = run(&legacy(
         "cb(null, {'https://x/n': 1}); cb(null, {'https://x/n': 2}); cb(new Error('late'))",
-    ))
-    ;
+    ));
     assert_eq!(claims_of(&inv)["https://x/n"], 1);
 }
 
@@ -189,20 +194,18 @@ fn no_callback_and_rejections_d8() {
     );
     // An async hook that calls back after awaiting is fine.
     let src = "module.exports = async function (c, scope, a, ctx, cb) { await null; cb(null, {scope: scope}); };";
-    assert_eq!(
-        run(src).result.unwrap().scope,
-        Some(vec!["read".into()])
-    );
+    assert_eq!(run(src).result.unwrap().scope, Some(vec!["read".into()]));
 }
 
 #[test]
 fn timers_work_and_the_limit_holds_d9() {
     let inv = run(&legacy(
         "setTimeout(function () { cb(null, {'https://x/t': 'late'}); }, 20);",
-    ))
-    ;
+    ));
     assert_eq!(claims_of(&inv)["https://x/t"], "late");
-    let inv = run(&legacy("var t = setTimeout(function () { cb(new Error('cleared?')); }, 10); clearTimeout(t); setTimeout(function () { cb(null, {}); }, 20);"));
+    let inv = run(&legacy(
+        "var t = setTimeout(function () { cb(new Error('cleared?')); }, 10); clearTimeout(t); setTimeout(function () { cb(null, {}); }, 20);",
+    ));
     assert!(inv.result.is_ok());
     let pool = pool_with(
         &legacy("setTimeout(function () { cb(null, {}); }, 60000);"),
@@ -225,10 +228,7 @@ fn timers_work_and_the_limit_holds_d9() {
         &[],
     );
     pool.invoke(&call()).result.unwrap();
-    assert_eq!(
-        claims_of(&pool.invoke(&call()))["https://x/leak"],
-        false
-    );
+    assert_eq!(claims_of(&pool.invoke(&call()))["https://x/leak"], false);
 }
 
 #[test]
@@ -258,8 +258,7 @@ fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives() {
 fn values_convert_like_json_stringify_d11() {
     let inv = run(&legacy(
         "cb(null, {'https://x/v': {f: function () {}, u: undefined, n: NaN, i: Infinity, d: new Date(0), big: 1700000000, neg: -5, arr: [1, undefined, function () {}]}})",
-    ))
-    ;
+    ));
     let v = &claims_of(&inv)["https://x/v"];
     assert_eq!(
         v,
@@ -272,8 +271,7 @@ fn values_convert_like_json_stringify_d11() {
 fn unserializable_result_is_a_server_error() {
     let inv = run(&legacy(
         "var o = {}; o.self = o; cb(null, {'https://x/o': o})",
-    ))
-    ;
+    ));
     let err = inv.result.unwrap_err();
     assert!(
         err.error()
@@ -300,8 +298,7 @@ fn require_fails_naming_the_module_d13() {
 fn sandbox_has_no_host_access() {
     let inv = run(&legacy(
         "cb(null, {'https://x/g': [typeof process, typeof fetch, typeof XMLHttpRequest, typeof Deno, typeof Bun].join(',')})",
-    ))
-    ;
+    ));
     assert_eq!(
         claims_of(&inv)["https://x/g"],
         "undefined,undefined,undefined,undefined,undefined"
@@ -312,8 +309,7 @@ fn sandbox_has_no_host_access() {
 fn console_lines_are_captured_and_capped() {
     let inv = run(&legacy(
         "console.log('hello', {a: 1}); console.error('x'.repeat(5000)); cb(null, {})",
-    ))
-    ;
+    ));
     assert_eq!(
         inv.logs[0],
         LogLine {
@@ -325,3 +321,183 @@ fn console_lines_are_captured_and_capped() {
     assert!(inv.logs[1].line.chars().count() <= 1025);
 }
 
+fn action(body: &str) -> String {
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{ {body} }};")
+}
+
+#[test]
+fn action_event_matches_auth0() {
+    let pool = pool_with(
+        &action("api.accessToken.setCustomClaim('https://x/e', event);"),
+        2000,
+        &[("K", "v")],
+    );
+    let mut c = call();
+    c.requested_scope = Some(vec!["read".into()]);
+    c.hostname = Some("auth.example.com".into());
+    c.method = "POST".into();
+    let inv = pool.invoke(&c);
+    let e = &claims_of(&inv)["https://x/e"];
+    assert_eq!(
+        e["client"],
+        json!({"client_id": "svc", "name": "Svc", "metadata": {"region": "eu"}})
+    );
+    assert_eq!(
+        e["accessToken"],
+        json!({"scope": ["read"], "customClaims": {}})
+    );
+    assert_eq!(e["request"]["ip"], "203.0.113.7");
+    assert_eq!(e["request"]["user_agent"], "curl/8");
+    assert_eq!(e["request"]["hostname"], "auth.example.com");
+    assert_eq!(e["request"]["method"], "POST");
+    assert_eq!(
+        e["request"]["body"],
+        json!({"grant_type": "client_credentials"})
+    );
+    assert_eq!(e["resource_server"], json!({"identifier": "https://api"}));
+    assert_eq!(e["tenant"], json!({"id": "acme"}));
+    assert_eq!(
+        e["transaction"],
+        json!({"requested_scopes": ["read"], "target_scopes": ["read"]})
+    );
+    assert_eq!(e["secrets"], json!({"K": "v"}));
+    // D14: what the sidecar cannot know is absent, never invented.
+    assert!(e["request"].get("geoip").is_none());
+    assert!(e.get("organization").is_none());
+}
+
+#[test]
+fn action_claims_are_chainable_and_plain_names_allowed() {
+    let inv = run(&action(
+        "api.accessToken.setCustomClaim('https://x/a', 1).accessToken.setCustomClaim('plain', {b: [1, 2]}); api.accessToken.setCustomClaim('https://x/a', 3);",
+    ));
+    let effect = inv.result.unwrap();
+    assert_eq!(effect.form, claims::EffectForm::Action);
+    assert_eq!(
+        effect.claims,
+        json!({"https://x/a": 3, "plain": {"b": [1, 2]}})
+            .as_object()
+            .cloned()
+            .unwrap()
+    );
+    assert_eq!(effect.scope, None);
+}
+
+#[test]
+fn action_deny_codes_d2() {
+    for (code, status, want) in [
+        ("invalid_scope", 400, "invalid_scope"),
+        ("invalid_request", 400, "invalid_request"),
+        ("server_error", 500, "server_error"),
+        ("access_denied", 500, "server_error"),
+    ] {
+        let inv = run(&action(&format!(
+            "api.access.deny('{code}', 'because'); api.accessToken.setCustomClaim('https://x/a', 1);"
+        )));
+        let e = inv.result.unwrap_err().into_error();
+        assert_eq!((e.status, e.code), (status, want), "{code}");
+        if code == "access_denied" {
+            assert!(e.description.contains("not allowed"), "{}", e.description);
+        } else {
+            assert_eq!(e.description, "because");
+        }
+    }
+}
+
+#[test]
+fn action_target_scopes_d6() {
+    let inv = run(&action(
+        "api.transaction.addTargetScope('write'); api.transaction.removeTargetScope('read'); api.transaction.addTargetScope('admin');",
+    ));
+    assert_eq!(
+        inv.result.unwrap().scope,
+        Some(vec!["write".into(), "admin".into()])
+    );
+    let inv = run(&action("api.transaction.setTargetScopes(['a', 'a', 'b']);"));
+    assert_eq!(
+        inv.result.unwrap().scope,
+        Some(vec!["a".into(), "b".into()])
+    );
+    let inv = run(&action("api.transaction.clearTargetScopes();"));
+    assert_eq!(inv.result.unwrap().scope, Some(vec![]));
+    // Invalid scopes throw, and an uncaught throw fails the request.
+    let inv = run(&action("api.transaction.addTargetScope('two words');"));
+    assert!(
+        inv.result
+            .unwrap_err()
+            .error()
+            .description
+            .contains("invalid scope")
+    );
+    // Through the claim rules the result is intersected with the grant.
+    let granted = json!({"scope": "read write"}).as_object().cloned().unwrap();
+    let effect = run(&action("api.transaction.addTargetScope('admin');"))
+        .result
+        .unwrap();
+    let out = claims::apply(
+        granted,
+        effect,
+        claims::ClaimPolicy {
+            allow_unnamespaced: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(out.scopes, vec!["read"]);
+}
+
+#[test]
+fn action_errors_and_unsettled_promises() {
+    let inv = run(&action("throw new Error('boom');"));
+    assert_eq!(inv.result.unwrap_err().error().description, "boom");
+    let inv = run("exports.onExecuteCredentialsExchange = (event, api) => new Promise(() => {});");
+    assert!(
+        inv.result
+            .unwrap_err()
+            .error()
+            .description
+            .contains("never settled")
+    );
+    let inv = run(&action(
+        "await new Promise(r => setTimeout(r, 10)); api.accessToken.setCustomClaim('https://x/t', 'after');",
+    ));
+    assert_eq!(claims_of(&inv)["https://x/t"], "after");
+    let inv = run(
+        "exports.onExecuteCredentialsExchange = (event, api) => { api.accessToken.setCustomClaim('https://x/sync', true); };",
+    );
+    assert_eq!(claims_of(&inv)["https://x/sync"], true);
+}
+
+#[test]
+fn action_cache_is_shared_across_calls_with_auth0_limits() {
+    let pool = pool_with(
+        &action(
+            "const hit = api.cache.get('token'); \
+             if (!hit) { api.cache.set('token', 'cached-' + event.client.client_id, {ttl: 60000}); } \
+             api.accessToken.setCustomClaim('https://x/hit', hit ? hit.value : null); \
+             api.accessToken.setCustomClaim('https://x/big', api.cache.set('big', 'x'.repeat(5000))); \
+             api.accessToken.setCustomClaim('https://x/long', api.cache.set('k'.repeat(65), 'v'));",
+        ),
+        2000,
+        &[],
+    );
+    let first = claims_of(&pool.invoke(&call()));
+    assert_eq!(first["https://x/hit"], Value::Null);
+    assert_eq!(
+        first["https://x/big"],
+        json!({"type": "error", "code": "VALUE_TOO_LARGE"})
+    );
+    assert_eq!(
+        first["https://x/long"],
+        json!({"type": "error", "code": "KEY_TOO_LARGE"})
+    );
+    let second = claims_of(&pool.invoke(&call()));
+    assert_eq!(second["https://x/hit"], "cached-svc");
+    let pool2 = pool_with(
+        &action(
+            "api.cache.delete('token'); api.accessToken.setCustomClaim('https://x/after', api.cache.get('token') === undefined);",
+        ),
+        2000,
+        &[],
+    );
+    assert_eq!(claims_of(&pool2.invoke(&call()))["https://x/after"], true);
+}

@@ -25,7 +25,15 @@ pub fn main() -> u8 {
             memory_limit_bytes,
             loop_iterations,
             recursion,
-        })) => (source, secrets, memory_limit_bytes, Limits { loop_iterations, recursion }),
+        })) => (
+            source,
+            secrets,
+            memory_limit_bytes,
+            Limits {
+                loop_iterations,
+                recursion,
+            },
+        ),
         _ => return 2,
     };
     let (source, secrets, memory, limits) = init;
@@ -37,7 +45,12 @@ pub fn main() -> u8 {
     let mut engine = match Engine::compile(&source, &secrets, limits) {
         Ok(e) => e,
         Err(e) => {
-            let _ = send(&mut out, &FromWorker::CompileError { message: e.to_string() });
+            let _ = send(
+                &mut out,
+                &FromWorker::CompileError {
+                    message: e.to_string(),
+                },
+            );
             return 1;
         }
     };
@@ -51,7 +64,10 @@ pub fn main() -> u8 {
     }
     loop {
         match protocol::read_blocking::<ToWorker>(&mut input) {
-            Ok(Some(ToWorker::Call { input: json, timeout_ms })) => {
+            Ok(Some(ToWorker::Call {
+                input: json,
+                timeout_ms,
+            })) => {
                 let deadline = Instant::now() + Duration::from_millis(timeout_ms);
                 let (outcome, logs) = engine.call(&json, deadline);
                 if send(&mut out, &FromWorker::Done(Done { outcome, logs })).is_err() {

@@ -52,6 +52,25 @@ pub fn decode_content(
     Ok(Bytes::from(out))
 }
 
+/// The `Accept-Encoding` the sidecar forwards: the client's, limited to the codings it
+/// can decode itself, since it must read the IdP's answer to rewrite it.
+pub fn decodable_accept_encoding(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| {
+            let name = c
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(name.as_str(), "gzip" | "x-gzip" | "deflate" | "identity")
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 /// What the token route needs from a token request.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct TokenRequest {
@@ -72,28 +91,41 @@ const SECRET_PARAMS: &[&str] = &[
     "authn_response",
 ];
 
-/// Parses a form-urlencoded or JSON token request. Anything else yields an empty request
-/// (no grant type), which the route passes through untouched.
-pub fn parse_token_request(req: &RequestHeader, body: &[u8]) -> TokenRequest {
+/// Parses a form-urlencoded or JSON token request. A request the sidecar cannot read
+/// exactly as the IdP would is refused rather than passed through, since passing it
+/// would hand out an IdP token that skipped the hook.
+pub fn parse_token_request(req: &RequestHeader, body: &[u8]) -> Result<TokenRequest, &'static str> {
+    if req
+        .headers
+        .get("content-encoding")
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err("compressed token requests are not supported");
+    }
     let content_type = req
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim();
     let mut params = Map::new();
-    if content_type.starts_with("application/json") {
-        if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) {
-            params = obj;
+    match media {
+        "application/json" => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(obj)) => params = obj,
+            _ => return Err("the request body is not a JSON object"),
+        },
+        "application/x-www-form-urlencoded" | "" => {
+            for (k, v) in form_urlencoded::parse(body) {
+                if params.contains_key(k.as_ref()) {
+                    // RFC 6749 §3.2: parameters must not repeat; an IdP taking the last
+                    // one and us the first would disagree on the grant.
+                    return Err("repeated request parameter");
+                }
+                params.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
         }
-    } else if content_type.starts_with("application/x-www-form-urlencoded")
-        || content_type.is_empty()
-    {
-        for (k, v) in form_urlencoded::parse(body) {
-            params
-                .entry(k.into_owned())
-                .or_insert_with(|| Value::String(v.into_owned()));
-        }
+        _ => return Err("unsupported content type for the token endpoint"),
     }
     let text = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
     let grant_type = text("grant_type");
@@ -102,12 +134,12 @@ pub fn parse_token_request(req: &RequestHeader, body: &[u8]) -> TokenRequest {
     for k in SECRET_PARAMS {
         params.remove(*k);
     }
-    TokenRequest {
+    Ok(TokenRequest {
         grant_type,
         client_id,
         scope,
         params,
-    }
+    })
 }
 
 /// The client id from `Authorization: Basic`, form-decoded as RFC 6749 §2.3.1 requires.
@@ -153,7 +185,8 @@ mod tests {
         let t = parse_token_request(
             &r,
             b"grant_type=client_credentials&scope=a+b&client_secret=s",
-        );
+        )
+        .unwrap();
         assert_eq!(t.grant_type.as_deref(), Some("client_credentials"));
         assert_eq!(t.client_id.as_deref(), Some("svc:basic"));
         assert_eq!(t.scope, Some(vec!["a".into(), "b".into()]));
@@ -166,7 +199,8 @@ mod tests {
         let t = parse_token_request(
             &r,
             br#"{"grant_type":"client_credentials","client_id":"svc-post","client_secret":"x","audience":"https://api"}"#,
-        );
+        )
+        .unwrap();
         assert_eq!(t.client_id.as_deref(), Some("svc-post"));
         assert_eq!(
             t.params.get("audience").and_then(Value::as_str),
@@ -176,9 +210,19 @@ mod tests {
     }
 
     #[test]
-    fn other_content_types_are_not_parsed() {
-        let t = parse_token_request(&req("text/plain", None), b"grant_type=client_credentials");
-        assert_eq!(t.grant_type, None);
+    fn ambiguous_requests_are_refused() {
+        assert!(
+            parse_token_request(&req("text/plain", None), b"grant_type=client_credentials")
+                .is_err()
+        );
+        assert!(parse_token_request(&req("application/json", None), b"[1]").is_err());
+        let dup = b"grant_type=password&grant_type=client_credentials";
+        assert!(parse_token_request(&req("application/x-www-form-urlencoded", None), dup).is_err());
+        let mut gz = req("application/x-www-form-urlencoded", None);
+        gz.insert_header("Content-Encoding", "gzip").unwrap();
+        assert!(parse_token_request(&gz, b"x").is_err());
+        let ok = req("Application/X-WWW-Form-Urlencoded; charset=UTF-8", None);
+        assert!(parse_token_request(&ok, b"grant_type=client_credentials").is_ok());
     }
 
     #[test]

@@ -60,10 +60,10 @@ impl ProxyHttp for TokenProxy {
         let cfg = &self.app.config;
         let (method, path) = {
             let req = session.req_header();
-            (req.method.clone(), req.uri.path().to_owned())
+            (req.method.clone(), normalize_path(req.uri.path()))
         };
         let get = method == http::Method::GET || method == http::Method::HEAD;
-        if get && path == cfg.server.jwks_path {
+        if get && path == self.app.routes.jwks {
             ctx.route = Route::Jwks;
             let body = self.app.keys().jwks();
             let max_age = format!("public, max-age={}", cfg.server.jwks_max_age.as_secs());
@@ -82,12 +82,12 @@ impl ProxyHttp for TokenProxy {
             .await?;
             return Ok(true);
         }
-        if get && path == cfg.server.discovery_path {
+        if get && path == self.app.routes.discovery {
             ctx.route = Route::Discovery;
             token_route::discovery(&self.app, session, ctx).await?;
             return Ok(true);
         }
-        if method == http::Method::POST && path == cfg.upstream.token_path {
+        if method == http::Method::POST && path == self.app.routes.token {
             ctx.route = Route::Token;
             token_route::handle(&self.app, session, ctx).await?;
             return Ok(true);
@@ -147,6 +147,20 @@ impl ProxyHttp for TokenProxy {
             ErrorType::HTTPStatus(c) if *c < 500 => {
                 crate::error::OAuthError::new(*c, "invalid_request", "bad request")
             }
+            // The client went away or broke the connection: nobody to answer.
+            ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::ConnectionClosed
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Downstream =>
+            {
+                ctx.outcome = "error";
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => {
                     crate::error::OAuthError::bad_gateway("the identity provider is unavailable")
@@ -205,12 +219,59 @@ impl ProxyHttp for TokenProxy {
         );
     }
 
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        // pingora's own line prints the error with its context, which can quote raw
+        // upstream bytes (tokens); `logging` writes a line with the error kind instead.
+        true
+    }
+
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
         // pingora logs this on errors; the default includes the full URI and Host, which
         // is harmless, but keep it to method and path so a query string never leaks.
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
     }
+}
+
+/// The form in which paths are compared: percent-decoded, lowercase, without trailing
+/// slashes. Many IdPs route `/oauth/token/` or `/OAuth/Token` to the token endpoint; an
+/// exact match would let such a request skip the hook.
+pub fn normalize_path(path: &str) -> String {
+    let decoded: Vec<u8> = percent_decode(path.as_bytes());
+    let mut p = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
+    while p.len() > 1 && p.ends_with('/') {
+        p.pop();
+    }
+    while p.contains("//") {
+        p = p.replace("//", "/");
+    }
+    p
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The three intercepted paths, normalized once at startup.
+pub struct Routes {
+    pub token: String,
+    pub jwks: String,
+    pub discovery: String,
 }
 
 fn request_id(session: &Session) -> String {

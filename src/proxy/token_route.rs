@@ -65,7 +65,8 @@ async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Byt
         .headers
         .get("expect")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
+    // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
+    if expects_continue && session.req_header().version != http::Version::HTTP_10 {
         let _ = session.write_continue_response().await;
     }
     let mut buf = BytesMut::new();
@@ -102,8 +103,22 @@ fn upstream_request(
         up.insert_header("Host", authority)?;
     }
     up.set_version(http::Version::HTTP_11);
+    for h in connection_nominated(&req.headers) {
+        up.remove_header(&h);
+    }
     for h in HOP_BY_HOP.iter().chain(&["expect", "content-length"]) {
         up.remove_header(*h);
+    }
+    let accept = req
+        .headers
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(super::body::decodable_accept_encoding);
+    if let Some(accept) = accept {
+        up.remove_header("accept-encoding");
+        if let Some(a) = accept {
+            up.insert_header("Accept-Encoding", a)?;
+        }
     }
     if body_len > 0 || req.method == http::Method::POST {
         up.insert_header("Content-Length", body_len)?;
@@ -114,13 +129,36 @@ fn upstream_request(
 
 /// The IdP's response as-is: same status, headers and body bytes, re-framed with a length.
 fn relay_header(resp: &UpstreamResponse, request_id: &str) -> Result<ResponseHeader> {
-    let mut h = resp.header.clone();
-    for name in HOP_BY_HOP {
-        h.remove_header(*name);
-    }
+    let mut h = own_header(&resp.header, &[]);
     h.set_content_length(resp.body.len())?;
     h.insert_header("X-Request-Id", request_id)?;
     Ok(h)
+}
+
+/// Names listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+fn connection_nominated(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && n != "close" && n != "keep-alive")
+        .collect()
+}
+
+/// The IdP's response header made ours: our HTTP version, no hop-by-hop headers, and
+/// without `extra` (headers the caller recomputes).
+fn own_header(upstream: &ResponseHeader, extra: &[&str]) -> ResponseHeader {
+    let mut h = upstream.clone();
+    h.set_version(http::Version::HTTP_11);
+    for n in connection_nominated(&upstream.headers) {
+        h.remove_header(&n);
+    }
+    for name in HOP_BY_HOP.iter().chain(extra) {
+        h.remove_header(*name);
+    }
+    h
 }
 
 fn upstream_failure(e: &crate::upstream::UpstreamError) -> OAuthError {
@@ -152,7 +190,14 @@ pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<(
             return respond_error(session, ctx, &e).await;
         }
     };
-    let token_req = parse_token_request(session.req_header(), &body);
+    let token_req = match parse_token_request(session.req_header(), &body) {
+        Ok(t) => t,
+        Err(why) => {
+            ctx.outcome = "rejected";
+            let err = OAuthError::new(400, "invalid_request", why);
+            return respond_error(session, ctx, &err).await;
+        }
+    };
     ctx.client_id = token_req.client_id.clone();
     let up_req = upstream_request(
         session.req_header(),
@@ -304,13 +349,7 @@ async fn enrich(
         }
     }
     let body = Bytes::from(Value::Object(doc).to_string());
-    let mut header = resp.header.clone();
-    for name in HOP_BY_HOP
-        .iter()
-        .chain(&["content-encoding", "content-length"])
-    {
-        header.remove_header(*name);
-    }
+    let mut header = own_header(&resp.header, &["content-encoding", "content-length"]);
     let built = (|| -> Result<()> {
         header.insert_header("Cache-Control", "no-store")?;
         header.set_content_length(body.len())?;
@@ -339,22 +378,26 @@ async fn run_hook(
         Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
         _ => None,
     };
-    let client_id = token_req
-        .client_id
-        .clone()
+    // Who the client is comes from the verified token, not from request parameters a
+    // client could set freely; the request's value is only a fallback.
+    let from_token = ["client_id", "azp"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(Value::as_str).map(str::to_owned))
         .or_else(|| {
             payload
-                .get("client_id")
+                .get("sub")
                 .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .or_else(|| {
-            payload
-                .get("azp")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+                .map(|s| s.strip_suffix("@clients").unwrap_or(s).to_owned())
+        });
+    let client_id = match (from_token, &token_req.client_id) {
+        (Some(t), Some(r)) if &t != r => {
+            tracing::warn!(request_id = %ctx.request_id, token_client = %t, request_client = %r,
+                "client id in the request differs from the token's; using the token's");
+            t
+        }
+        (Some(t), _) => t,
+        (None, r) => r.clone().unwrap_or_default(),
+    };
     let Some(hooks) = app.hooks() else {
         // No enabled hook: the token is re-signed as the IdP issued it.
         return claims::apply(payload, claims::HookEffect::default(), app.claim_policy())
@@ -453,18 +496,13 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
     let jwks_uri = cfg
         .server
         .public_url
-        .join(&cfg.server.jwks_path)
-        .map(|u| u.to_string())
-        .unwrap_or_default();
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+        + &cfg.server.jwks_path;
     doc.insert("jwks_uri".into(), Value::String(jwks_uri));
     let body = Bytes::from(Value::Object(doc).to_string());
-    let mut h = resp.header.clone();
-    for name in HOP_BY_HOP
-        .iter()
-        .chain(&["content-encoding", "content-length"])
-    {
-        h.remove_header(*name);
-    }
+    let mut h = own_header(&resp.header, &["content-encoding", "content-length"]);
     h.set_content_length(body.len())?;
     h.insert_header("X-Request-Id", ctx.request_id.as_str())?;
     ctx.outcome = "ok";

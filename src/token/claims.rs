@@ -199,16 +199,50 @@ pub struct Applied {
     pub claims: Map<String, Value>,
 }
 
-/// The scopes of a token payload, from a `scope` string or an `scp` array.
+/// The scopes of a token payload, from `scope` or else `scp`, each either a
+/// space-separated string or an array (IdPs differ).
 pub fn token_scopes(payload: &Map<String, Value>) -> Option<Vec<String>> {
-    match (payload.get("scope"), payload.get("scp")) {
-        (Some(Value::String(s)), _) => Some(s.split_whitespace().map(str::to_owned).collect()),
-        (_, Some(Value::Array(a))) => Some(
+    let read = |v: &Value| match v {
+        Value::String(s) => Some(s.split_whitespace().map(str::to_owned).collect()),
+        Value::Array(a) => Some(
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect(),
         ),
         _ => None,
+    };
+    payload
+        .get("scope")
+        .and_then(read)
+        .or_else(|| payload.get("scp").and_then(read))
+}
+
+/// Writes `scopes` back in the shape each claim had (string or array); `scope` is
+/// added as a string when the token had neither.
+fn write_scopes(payload: &mut Map<String, Value>, scopes: &[String]) {
+    let had_any = payload.contains_key("scope") || payload.contains_key("scp");
+    for key in ["scope", "scp"] {
+        let shape = match payload.get(key) {
+            Some(Value::Array(_)) => Some(true),
+            Some(_) => Some(false),
+            None if key == "scope" && !had_any => Some(false),
+            None => None,
+        };
+        match shape {
+            _ if scopes.is_empty() => {
+                payload.remove(key);
+            }
+            Some(true) => {
+                payload.insert(
+                    key.into(),
+                    Value::Array(scopes.iter().cloned().map(Value::String).collect()),
+                );
+            }
+            Some(false) => {
+                payload.insert(key.into(), Value::String(scopes.join(" ")));
+            }
+            None => {}
+        }
     }
 }
 
@@ -251,17 +285,7 @@ pub fn apply(
         None => (before, false),
     };
     if scope_changed {
-        if scopes.is_empty() {
-            payload.remove("scope");
-        } else {
-            payload.insert("scope".into(), Value::String(scopes.join(" ")));
-        }
-        if payload.contains_key("scp") {
-            payload.insert(
-                "scp".into(),
-                Value::Array(scopes.iter().cloned().map(Value::String).collect()),
-            );
-        }
+        write_scopes(&mut payload, &scopes);
     }
     for (k, v) in &accepted {
         payload.insert(k.clone(), v.clone());
@@ -434,8 +458,14 @@ mod tests {
     #[test]
     fn action_claims_and_scopes_d6() {
         let mut claims = Map::new();
-        for (k, v) in [("plain", json!(1)), ("https://ok.example/x", json!(2)), ("urn:acme:x", json!(3)),
-                       ("urn:auth0:x", json!(4)), ("https://x.auth0.com/y", json!(5)), ("sub", json!(6))] {
+        for (k, v) in [
+            ("plain", json!(1)),
+            ("https://ok.example/x", json!(2)),
+            ("urn:acme:x", json!(3)),
+            ("urn:auth0:x", json!(4)),
+            ("https://x.auth0.com/y", json!(5)),
+            ("sub", json!(6)),
+        ] {
             claims.insert(k.into(), v);
         }
         let effect = HookEffect {
@@ -444,12 +474,23 @@ mod tests {
             form: EffectForm::Action,
         };
         let out = apply(payload(), effect, STRICT).unwrap();
-        assert_eq!(out.claims.keys().collect::<Vec<_>>(), vec!["plain", "https://ok.example/x", "urn:acme:x"]);
+        assert_eq!(
+            out.claims.keys().collect::<Vec<_>>(),
+            vec!["plain", "https://ok.example/x", "urn:acme:x"]
+        );
         assert_eq!(out.ignored.len(), 3);
         // "admin" was never granted: dropped silently.
         assert_eq!(out.payload["scope"], "read:data");
         // No scope operations: scopes untouched.
-        let out = apply(payload(), HookEffect { form: EffectForm::Action, ..Default::default() }, STRICT).unwrap();
+        let out = apply(
+            payload(),
+            HookEffect {
+                form: EffectForm::Action,
+                ..Default::default()
+            },
+            STRICT,
+        )
+        .unwrap();
         assert_eq!(out.payload["scope"], "read:data write:data");
         assert!(!out.scope_changed);
     }
@@ -461,8 +502,32 @@ mod tests {
         p.insert("scp".into(), json!(["a", "b"]));
         assert_eq!(token_scopes(&p), Some(vec!["a".into(), "b".into()]));
         let e = legacy_effect(Some(json!({"scope": ["a", "c"]}))).unwrap();
-        let out = apply(p, e, STRICT).unwrap();
+        let out = apply(p.clone(), e, STRICT).unwrap();
         assert_eq!(out.payload["scp"], json!(["a", "c"]));
-        assert_eq!(out.payload["scope"], "a c");
+        assert!(!out.payload.contains_key("scope"));
+        // An array `scope` (IdentityServer style) is read, and reset by a claim-only hook.
+        let mut arr = payload();
+        arr.insert("scope".into(), json!(["read:data", "write:data"]));
+        assert_eq!(token_scopes(&arr).unwrap().len(), 2);
+        let out = apply(arr.clone(), legacy_effect(Some(json!({}))).unwrap(), STRICT).unwrap();
+        assert!(!out.payload.contains_key("scope"));
+        let out = apply(
+            arr,
+            legacy_effect(Some(json!({"scope": ["x"]}))).unwrap(),
+            STRICT,
+        )
+        .unwrap();
+        assert_eq!(out.payload["scope"], json!(["x"]));
+        // Azure-style `scp` string keeps its shape.
+        let mut az = payload();
+        az.remove("scope");
+        az.insert("scp".into(), json!("a b"));
+        let out = apply(
+            az,
+            legacy_effect(Some(json!({"scope": ["a"]}))).unwrap(),
+            STRICT,
+        )
+        .unwrap();
+        assert_eq!(out.payload["scp"], "a");
     }
 }

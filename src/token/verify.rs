@@ -149,9 +149,34 @@ impl Verifier {
         } else {
             keys
         };
-        let candidates = find(&keys, header.kid.as_deref(), header.alg);
+        match self.verify_with(&keys, token, &header, now) {
+            // A known kid with a bad signature: the IdP may have replaced the key under
+            // the same kid. One rate-limited refresh, then a retry if the keys changed.
+            Err(VerifyError::Signature) => {
+                let _ = self.refresh(true).await;
+                let fresh = self.read().keys.clone();
+                if Arc::ptr_eq(&fresh, &keys) {
+                    Err(VerifyError::Signature)
+                } else {
+                    self.verify_with(&fresh, token, &header, now)
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn verify_with(
+        &self,
+        keys: &[CachedKey],
+        token: &str,
+        header: &jsonwebtoken::Header,
+        now: u64,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let candidates = find(keys, header.kid.as_deref(), header.alg);
         if candidates.is_empty() {
-            return Err(VerifyError::UnknownKey(header.kid.unwrap_or_default()));
+            return Err(VerifyError::UnknownKey(
+                header.kid.clone().unwrap_or_default(),
+            ));
         }
         let mut validation = Validation::new(header.alg);
         // Time claims are checked below against the injected clock; audience and

@@ -504,7 +504,8 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
         if r.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+        // Routes leniently (case, trailing slash, escapes), as many IdP frameworks do.
+        let path = tokenhook::proxy::normalize_path(line.split(' ').nth(1).unwrap_or("/"));
         let mut len = 0;
         loop {
             let mut h = String::new();

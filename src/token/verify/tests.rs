@@ -198,3 +198,28 @@ async fn unreachable_jwks_is_reported() {
     ));
     assert!(!v.has_keys());
 }
+
+#[tokio::test]
+async fn replaced_key_under_the_same_kid_is_refetched() {
+    use base64::Engine;
+    let old = key(Algorithm::RS256);
+    let new = key(Algorithm::RS256);
+    let src = Arc::new(FakeSource {
+        jwks: std::sync::Mutex::new(jwks(&[&old])),
+        fetches: AtomicUsize::new(0),
+        delay: Duration::ZERO,
+    });
+    let v = Verifier::new(src.clone(), vec![Algorithm::RS256], 30, Duration::ZERO);
+    v.refresh(false).await.unwrap();
+    // The IdP now signs with a new key but publishes it under the old kid.
+    let mut jwk = new.jwk.clone();
+    jwk["kid"] = json!(old.kid);
+    *src.jwks.lock().unwrap() = serde_json::to_vec(&json!({"keys": [jwk]})).unwrap();
+    let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let header = json!({"alg": "RS256", "kid": old.kid});
+    let t = new
+        .sign_compact(&enc(&header), &enc(&json!({"exp": NOW + 10})))
+        .unwrap();
+    assert!(v.verify(&t, NOW).await.is_ok());
+    assert_eq!(src.fetches.load(Ordering::SeqCst), 2);
+}
