@@ -46,6 +46,7 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("hooks", "loop_iteration_limit", Kind::Int),
     ("hooks", "recursion_limit", Kind::Int),
     ("hooks", "reload_interval_ms", Kind::Int),
+    ("hooks", "max_stuck_workers", Kind::Int),
     ("log", "format", Kind::Str),
     ("log", "level", Kind::Str),
 ];

@@ -127,6 +127,8 @@ pub struct HooksConfig {
     pub kill_grace: Duration,
     /// How often the hooks folder is checked for changes; zero disables hot reload.
     pub reload_interval: Duration,
+    /// How many stuck calls may be set aside (their workers replaced) at once.
+    pub max_stuck_workers: usize,
 }
 
 impl HooksConfig {
@@ -144,6 +146,7 @@ impl HooksConfig {
             recursion_limit: raw.recursion_limit,
             kill_grace: Duration::from_millis(100),
             reload_interval: Duration::from_millis(raw.reload_interval_ms),
+            max_stuck_workers: 2,
         }
     }
 }
@@ -538,6 +541,7 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             recursion_limit: raw.hooks.recursion_limit,
             kill_grace: Duration::from_millis(100),
             reload_interval: Duration::from_millis(raw.hooks.reload_interval_ms),
+            max_stuck_workers: raw.hooks.max_stuck_workers.unwrap_or(workers * 2),
         },
         log: LogConfig {
             format,

@@ -102,6 +102,8 @@ pub struct RawHooks {
     pub recursion_limit: usize,
     #[serde(default = "default_reload_interval")]
     pub reload_interval_ms: u64,
+    #[serde(default)]
+    pub max_stuck_workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

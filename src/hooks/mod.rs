@@ -156,12 +156,15 @@ impl HookPool {
         &self.cache
     }
 
+    /// Workers are up and the queue has room; a saturated pool is reported not ready so
+    /// a load balancer can send traffic elsewhere.
     pub fn can_serve(&self) -> bool {
         self.pool
             .stats
             .up
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
+            && !self.pool.is_full()
     }
 
     /// Runs the hook for one request, logging its console lines.

@@ -9,6 +9,11 @@
 //!   past it aborts the worker, which fails that request and is replaced.
 //! - plain-JS loops and recursion: Boa's runtime limits end them inside the worker
 //!   with a clear error, without a restart.
+//! - stuck workers: a call still running after 100 ms while other calls wait is set
+//!   aside (it still answers its own client, by its deadline at the latest, and its
+//!   process is then killed) and the slot starts a fresh worker, so runaway hooks on
+//!   every worker at once do not stall other clients. At most
+//!   `hooks.max_stuck_workers` calls are set aside at a time; beyond, calls wait.
 //! - queue: `hooks.queue` pending calls; beyond, 503 `temporarily_unavailable`.
 //! - replacements: a worker that keeps failing to start is retried with backoff, never
 //!   in a tight loop; readiness fails while no worker is up.
@@ -183,6 +188,7 @@ impl Pool {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Form, String>>();
         let workers = cfg.workers.max(1);
         let grace = cfg.kill_grace;
+        let max_aside = cfg.max_stuck_workers;
         let stats2 = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("hook-pool-{}", spec.name))
@@ -222,9 +228,18 @@ impl Pool {
                         return;
                     }
                     let local = tokio::task::LocalSet::new();
+                    let aside = Arc::new(AtomicUsize::new(0));
                     for w in started {
                         stats2.up.fetch_add(1, Ordering::Relaxed);
-                        local.spawn_local(slot(w, init.clone(), rx.clone(), stats2.clone(), grace));
+                        local.spawn_local(slot(
+                            w,
+                            init.clone(),
+                            rx.clone(),
+                            stats2.clone(),
+                            grace,
+                            aside.clone(),
+                            max_aside,
+                        ));
                     }
                     drop(rx);
                     local.await;
@@ -266,15 +281,56 @@ impl Pool {
     pub fn queue_len(&self) -> usize {
         self.tx.len()
     }
+
+    pub fn is_full(&self) -> bool {
+        self.tx.is_full()
+    }
 }
 
-/// One worker slot: takes jobs, and replaces its process when it dies or overruns.
+/// A call that has run this long while others wait is treated as stuck: its worker is
+/// set aside to finish (or be killed at its deadline) and the slot starts a fresh one.
+/// Hook calls normally take microseconds to a few milliseconds.
+const STUCK_AFTER: Duration = Duration::from_millis(100);
+
+/// One call on `w`, bounded by `limit` + `grace`; the worker comes back only if it is
+/// still sound.
+async fn run_call(
+    mut w: Worker,
+    input: String,
+    limit: Duration,
+    grace: Duration,
+) -> (Option<Worker>, Result<Done, String>) {
+    match tokio::time::timeout(limit + grace, w.call(&input, limit)).await {
+        Ok(Ok(done)) => (Some(w), Ok(done)),
+        Ok(Err(reason)) => {
+            w.kill().await;
+            (None, Err(reason))
+        }
+        Err(_) => {
+            // Still running past its limit: a native builtin or regex that Boa cannot
+            // interrupt. Only killing the process stops it.
+            w.kill().await;
+            (
+                None,
+                Ok(Done {
+                    outcome: RawOutcome::TimedOut,
+                    logs: Vec::new(),
+                }),
+            )
+        }
+    }
+}
+
+/// One worker slot: takes jobs, and replaces its process when it dies, overruns, or is
+/// set aside as stuck while other calls wait (at most `max_aside` at once per pool).
 async fn slot(
     worker: Worker,
     init: Arc<Init>,
     rx: async_channel::Receiver<Job>,
     stats: Arc<PoolStats>,
     grace: Duration,
+    aside: Arc<AtomicUsize>,
+    max_aside: usize,
 ) {
     let mut worker = Some(worker);
     let mut backoff = Duration::from_millis(50);
@@ -301,42 +357,77 @@ async fn slot(
             break;
         };
         let now = Instant::now();
-        if job.reply.is_closed() || now >= job.deadline {
+        if job.reply.is_closed() {
             continue;
         }
-        let Some(w) = worker.as_mut() else { continue };
+        if now >= job.deadline {
+            // Its whole time limit went by in the queue.
+            let _ = job.reply.send(Ok(Done {
+                outcome: RawOutcome::TimedOut,
+                logs: Vec::new(),
+            }));
+            continue;
+        }
+        let Some(w) = worker.take() else { continue };
         stats.busy.fetch_add(1, Ordering::Relaxed);
         let limit = job.deadline - now;
-        let result = tokio::time::timeout(limit + grace, w.call(&job.input, limit)).await;
-        stats.busy.fetch_sub(1, Ordering::Relaxed);
-        let reply = match result {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(reason)) => {
-                retire(&mut worker, &stats).await;
-                Err(reason)
-            }
-            Err(_) => {
-                // Still running past its limit: a native builtin or regex that Boa
-                // cannot interrupt. Only killing the process stops it.
-                retire(&mut worker, &stats).await;
-                Ok(Done {
-                    outcome: RawOutcome::TimedOut,
-                    logs: Vec::new(),
-                })
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_local(async move {
+            let _ = done_tx.send(run_call(w, job.input, limit, grace).await);
+        });
+        let started = Instant::now();
+        let finished = loop {
+            tokio::select! {
+                r = &mut done_rx => break r.ok(),
+                _ = tokio::time::sleep(STUCK_AFTER / 2) => {
+                    let waiting = !rx.is_empty();
+                    if waiting && started.elapsed() >= STUCK_AFTER
+                        && aside.fetch_add(1, Ordering::Relaxed) < max_aside
+                    {
+                        break None;
+                    }
+                    if waiting && started.elapsed() >= STUCK_AFTER {
+                        aside.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
             }
         };
-        let _ = job.reply.send(reply);
+        match finished {
+            Some((back, result)) => {
+                stats.busy.fetch_sub(1, Ordering::Relaxed);
+                if back.is_none() {
+                    stats.up.fetch_sub(1, Ordering::Relaxed);
+                    stats.replaced.fetch_add(1, Ordering::Relaxed);
+                }
+                worker = back;
+                let _ = job.reply.send(result);
+            }
+            None => {
+                // Set the stuck call aside: it answers its own client when it ends (by
+                // its deadline at the latest), then its process goes.
+                let (stats2, aside2) = (stats.clone(), aside.clone());
+                let reply = job.reply;
+                tokio::task::spawn_local(async move {
+                    let result = match done_rx.await {
+                        Ok((back, result)) => {
+                            if let Some(w) = back {
+                                w.kill().await;
+                            }
+                            result
+                        }
+                        Err(_) => Err("hook worker stopped".to_owned()),
+                    };
+                    stats2.busy.fetch_sub(1, Ordering::Relaxed);
+                    stats2.up.fetch_sub(1, Ordering::Relaxed);
+                    stats2.replaced.fetch_add(1, Ordering::Relaxed);
+                    aside2.fetch_sub(1, Ordering::Relaxed);
+                    let _ = reply.send(result);
+                });
+            }
+        }
     }
     if let Some(w) = worker.take() {
         stats.up.fetch_sub(1, Ordering::Relaxed);
-        w.kill().await;
-    }
-}
-
-async fn retire(worker: &mut Option<Worker>, stats: &PoolStats) {
-    if let Some(w) = worker.take() {
-        stats.up.fetch_sub(1, Ordering::Relaxed);
-        stats.replaced.fetch_add(1, Ordering::Relaxed);
         w.kill().await;
     }
 }

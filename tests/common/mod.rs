@@ -95,6 +95,8 @@ pub struct SidecarOpts {
     pub extra_config: String,
     pub algorithm: Algorithm,
     pub env: Vec<(String, String)>,
+    /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
+    pub prepare: Option<fn(&Path)>,
 }
 
 impl SidecarOpts {
@@ -109,6 +111,7 @@ impl SidecarOpts {
             extra_config: String::new(),
             algorithm: Algorithm::RS256,
             env: Vec::new(),
+            prepare: None,
         }
     }
 
@@ -124,11 +127,15 @@ impl Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let hooks = dir.path().join("hooks");
         std::fs::create_dir(&hooks).unwrap();
-        for (file, src) in &opts.hooks {
-            std::fs::write(hooks.join(file), src).unwrap();
-        }
-        if let Some(e) = &opts.enabled {
-            std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
+        if let Some(prepare) = opts.prepare {
+            prepare(&hooks);
+        } else {
+            for (file, src) in &opts.hooks {
+                std::fs::write(hooks.join(file), src).unwrap();
+            }
+            if let Some(e) = &opts.enabled {
+                std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
+            }
         }
         let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
         tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false).unwrap();
@@ -234,6 +241,46 @@ metadata = {{ region = "eu" }}
     /// Verifies `token` against the sidecar's served JWKS and returns header + claims.
     pub fn verify(&self, token: &str) -> (jsonwebtoken::Header, Map<String, Value>) {
         verify_with(&self.jwks(), token, &self.url(""))
+    }
+
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.dir.path().join("hooks")
+    }
+
+    /// CPU ticks (user + system) used so far by the sidecar and every process it started.
+    pub fn cpu_ticks(&self) -> u64 {
+        let me = self.child.id();
+        let mut total = 0;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let pid: u32 = e
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let ppid: u32 = f.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if pid == me || ppid == me {
+                let utime: u64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let stime: u64 = f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                total += utime + stime;
+            }
+        }
+        total
+    }
+
+    pub fn ready(&self) -> bool {
+        raw_request(
+            self.admin,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .is_ok_and(|r| r.status == 200)
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,296 @@
+//! The hook sandbox under real traffic: runaway hooks fail only their own requests, the
+//! pool recovers (killed and replaced workers, CPU back to idle), a full queue answers
+//! 503, and hot reload swaps hook versions without one failed request.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const RUNAWAY: &str = "module.exports = function (client, scope, audience, context, cb) { \
+    if (client.id === 'svc-post') { /(a+)+$/.test('a'.repeat(40) + 'b'); } \
+    cb(null, {scope: scope, 'https://x/ok': true}); };";
+
+#[test]
+fn stuck_workers_fail_their_own_requests_and_the_pool_recovers() {
+    let idp = Idp::start();
+    let mut opts = SidecarOpts::new(&idp.url()).hook("runaway", RUNAWAY);
+    opts.env
+        .push(("TOKENHOOK_HOOKS_TIMEOUT_MS".into(), "1000".into()));
+    let sidecar = Sidecar::start(opts);
+    let url = sidecar.url("/oauth/token");
+
+    // Twice as many runaway requests as workers (2), all at once, while others keep
+    // coming; up to 2 × workers stuck calls are set aside by default.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let background = {
+        let (url, stop, served) = (url.clone(), stop.clone(), served.clone());
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (s, body, _) = token_request(&url, "svc-basic", "svc-basic-secret-123", true);
+                if s == 200 {
+                    served.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures.push((s, body));
+                }
+            }
+            failures
+        })
+    };
+    let runaways: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let (s, body, _) = token_request(&url, "svc-post", "svc-post-secret-456", false);
+                (s, body, t.elapsed())
+            })
+        })
+        .collect();
+    let jwks_started = Instant::now();
+    let r = raw_request(
+        sidecar.port,
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        jwks_started.elapsed() < Duration::from_secs(2),
+        "JWKS must not wait for hooks"
+    );
+    for h in runaways {
+        let (s, body, took) = h.join().unwrap();
+        assert_eq!(s, 500, "{body}");
+        assert_eq!(body["error_description"], "hook timed out after 1000 ms");
+        // Queued behind other runaways at worst: bounded by a few limits, not by the regex.
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let failures = background.join().unwrap();
+    assert!(failures.is_empty(), "other clients failed: {failures:?}");
+    assert!(served.load(Ordering::Relaxed) > 0);
+
+    // Killed workers were replaced; nothing keeps burning CPU.
+    let m = sidecar.metrics();
+    assert!(
+        m.contains(r#"tokenhook_hook_executions_total{hook="runaway",outcome="timeout"} 4"#),
+        "{m}"
+    );
+    let replaced: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("tokenhook_hook_workers_replaced_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(replaced >= 4.0, "{m}");
+    assert!(m.contains("tokenhook_hook_workers_up 2"), "{m}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sidecar.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = sidecar.cpu_ticks() - before;
+    assert!(
+        used < 20,
+        "sidecar and workers used {used} ticks in an idle second"
+    );
+    assert!(sidecar.ready());
+    let (s, body, _) = token_request(&url, "svc-basic", "svc-basic-secret-123", true);
+    assert_eq!(s, 200, "{body}");
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after_and_readiness_reflects_it() {
+    let idp = Idp::start();
+    let slow = "module.exports = function (client, scope, audience, context, cb) { setTimeout(function () { cb(null, {scope: scope}); }, 400); };";
+    let mut opts = SidecarOpts::new(&idp.url()).hook("slow", slow);
+    opts.extra_config = String::new();
+    opts.env.extend([
+        ("TOKENHOOK_HOOKS_WORKERS".to_string(), "1".to_string()),
+        ("TOKENHOOK_HOOKS_QUEUE".to_string(), "1".to_string()),
+    ]);
+    let sidecar = Sidecar::start(opts);
+    let url = sidecar.url("/oauth/token");
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = agent();
+                let mut resp = agent
+                    .post(&url)
+                    .header("Authorization", &basic("svc-basic", "svc-basic-secret-123"))
+                    .send_form([("grant_type", "client_credentials")])
+                    .unwrap();
+                let retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let status = resp.status().as_u16();
+                let body: Value = resp.body_mut().read_json().unwrap();
+                (status, retry, body)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    let saturated_ready = sidecar.ready();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let rejected: Vec<_> = results.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(!rejected.is_empty(), "{results:?}");
+    for (_, retry, body) in &rejected {
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+    assert!(
+        results.iter().all(|(s, _, _)| *s == 200 || *s == 503),
+        "{results:?}"
+    );
+    assert!(
+        !saturated_ready,
+        "readiness should fail while the queue is full"
+    );
+    assert!(sidecar.ready());
+}
+
+fn claim_version(sidecar: &Sidecar) -> Result<i64, String> {
+    let (s, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-basic",
+        "svc-basic-secret-123",
+        true,
+    );
+    if s != 200 {
+        return Err(format!("{s} {body}"));
+    }
+    let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+    Ok(claims["https://x/version"].as_i64().unwrap_or(-1))
+}
+
+fn versioned(v: i64) -> String {
+    format!(
+        "module.exports = function (client, scope, audience, context, cb) {{ cb(null, {{scope: scope, 'https://x/version': {v}}}); }};"
+    )
+}
+
+/// Keeps requesting tokens until stopped; returns the versions seen and any failure.
+fn traffic(
+    sidecar: Arc<Sidecar>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<i64>, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut seen, mut failed) = (Vec::new(), Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            match claim_version(&sidecar) {
+                Ok(v) => {
+                    if seen.last() != Some(&v) {
+                        seen.push(v);
+                    }
+                }
+                Err(e) => failed.push(e),
+            }
+        }
+        (seen, failed)
+    })
+}
+
+fn wait_for_version(sidecar: &Sidecar, v: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while claim_version(sidecar) != Ok(v) {
+        assert!(
+            Instant::now() < deadline,
+            "version {v} never served; logs:\n{}",
+            sidecar.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_reload_swaps_versions_under_traffic_and_refuses_a_broken_one() {
+    let idp = Idp::start();
+    let mut opts = SidecarOpts::new(&idp.url()).hook("live", &versioned(1));
+    opts.env
+        .push(("TOKENHOOK_HOOKS_RELOAD_INTERVAL_MS".into(), "100".into()));
+    let sidecar = Arc::new(Sidecar::start(opts));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = traffic(sidecar.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = sidecar.hooks_dir();
+    // Editors and `kubectl cp` replace files; write then rename, as they do.
+    std::fs::write(dir.join(".live.js.tmp"), versioned(2)).unwrap();
+    std::fs::rename(dir.join(".live.js.tmp"), dir.join("live.js")).unwrap();
+    wait_for_version(&sidecar, 2);
+    std::fs::write(
+        dir.join(".live.js.tmp"),
+        "module.exports = function (client, {",
+    )
+    .unwrap();
+    std::fs::rename(dir.join(".live.js.tmp"), dir.join("live.js")).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        claim_version(&sidecar),
+        Ok(2),
+        "a broken version must not replace a working one"
+    );
+    // Switching the enabled hook is a reload too.
+    std::fs::write(dir.join("other.js"), versioned(3)).unwrap();
+    std::fs::write(dir.join("hooks.toml"), "enabled = \"other\"\n").unwrap();
+    wait_for_version(&sidecar, 3);
+    stop.store(true, Ordering::Relaxed);
+    let (seen, failed) = t.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed during reloads: {failed:?}"
+    );
+    assert_eq!(seen, vec![1, 2, 3]);
+    let m = sidecar.metrics();
+    assert!(
+        m.contains(r#"tokenhook_hook_reloads_total{result="error"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"tokenhook_hook_reloads_total{result="ok"} 2"#),
+        "{m}"
+    );
+    assert!(sidecar.logs().contains("new hook version refused"));
+}
+
+fn kubernetes_layout(hooks: &std::path::Path) {
+    // What the kubelet does with a ConfigMap volume: files are symlinks into ..data,
+    // itself a symlink to a timestamped folder, swapped atomically on update.
+    let v1 = hooks.join("..2026_11_26_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("live.js"), versioned(1)).unwrap();
+    std::fs::write(v1.join("hooks.toml"), "enabled = \"live\"\n").unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v1", hooks.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/live.js", hooks.join("live.js")).unwrap();
+    std::os::unix::fs::symlink("..data/hooks.toml", hooks.join("hooks.toml")).unwrap();
+}
+
+#[test]
+fn hot_reload_follows_a_configmap_symlink_swap() {
+    let idp = Idp::start();
+    let mut opts = SidecarOpts::new(&idp.url());
+    opts.prepare = Some(kubernetes_layout);
+    opts.env
+        .push(("TOKENHOOK_HOOKS_RELOAD_INTERVAL_MS".into(), "100".into()));
+    let sidecar = Arc::new(Sidecar::start(opts));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = traffic(sidecar.clone(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let hooks = sidecar.hooks_dir();
+    let v2 = hooks.join("..2026_11_26_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v2.join("live.js"), versioned(2)).unwrap();
+    std::fs::write(v2.join("hooks.toml"), "enabled = \"live\"\n").unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v2", hooks.join("..data_tmp")).unwrap();
+    std::fs::rename(hooks.join("..data_tmp"), hooks.join("..data")).unwrap();
+    std::fs::remove_dir_all(hooks.join("..2026_11_26_v1")).unwrap();
+    wait_for_version(&sidecar, 2);
+    stop.store(true, Ordering::Relaxed);
+    let (seen, failed) = t.join().unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, vec![1, 2]);
+}
