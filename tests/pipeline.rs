@@ -527,3 +527,60 @@ fn keep_alive_serves_several_token_requests_on_one_connection() {
         sidecar.verify(v["access_token"].as_str().unwrap());
     }
 }
+
+#[test]
+fn actions_hook_through_the_proxy_with_secrets_from_env_and_files() {
+    let idp = Idp::start();
+    fn layout(hooks: &std::path::Path) {
+        let src = "exports.onExecuteCredentialsExchange = async (event, api) => { \
+            api.accessToken.setCustomClaim('https://foo.com/claim', 'bar') \
+               .accessToken.setCustomClaim('region', event.client.metadata.region) \
+               .accessToken.setCustomClaim('https://x/env', event.secrets.FROM_ENV.length) \
+               .accessToken.setCustomClaim('https://x/file', event.secrets.FROM_FILE === 'file-secret-value'); \
+            api.transaction.removeTargetScope('write:data'); \
+            api.transaction.addTargetScope('admin'); \
+            if (event.client.client_id === 'svc-post') api.access.deny('invalid_scope', 'not for you'); };";
+        std::fs::write(hooks.join("act.js"), src).unwrap();
+        std::fs::write(hooks.join("act-secret.txt"), "file-secret-value\n").unwrap();
+        std::fs::write(
+            hooks.join("hooks.toml"),
+            "enabled = \"act\"\n[hook.act]\ntimeout_ms = 3000\n[hook.act.secrets]\nFROM_ENV = { env = \"ACT_SECRET\" }\nFROM_FILE = { file = \"act-secret.txt\" }\n",
+        )
+        .unwrap();
+    }
+    let mut opts = SidecarOpts::new(&idp.url());
+    opts.prepare = Some(layout);
+    opts.env
+        .push(("ACT_SECRET".into(), "env-secret-value".into()));
+    let sidecar = Sidecar::start(opts);
+    let (status, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-basic",
+        "svc-basic-secret-123",
+        true,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["https://foo.com/claim"], "bar");
+    assert_eq!(claims["region"], "eu", "Actions may set plain claim names");
+    assert_eq!(claims["https://x/env"], "env-secret-value".len());
+    assert_eq!(claims["https://x/file"], true);
+    // D6: write:data removed, admin never granted so dropped.
+    assert_eq!(claims["scope"], "read:data");
+    assert_eq!(body["scope"], "read:data");
+    let (status, body, _) = token_request(
+        &sidecar.url("/oauth/token"),
+        "svc-post",
+        "svc-post-secret-456",
+        false,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"error": "invalid_scope", "error_description": "not for you"})
+    );
+    assert!(
+        !sidecar.logs().contains("env-secret-value")
+            && !sidecar.logs().contains("file-secret-value")
+    );
+}

@@ -234,3 +234,89 @@ impl Manifest {
         std::fs::rename(tmp, dir.join(MANIFEST))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SET").then(|| "from-env".to_owned())
+    }
+
+    #[test]
+    fn enabled_hook_with_timeout_and_secrets() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.js"), "module.exports = function () {};").unwrap();
+        std::fs::write(d.path().join("s.txt"), "from-file\n").unwrap();
+        std::fs::write(
+            d.path().join(MANIFEST),
+            "enabled = \"a\"\n[hook.a]\ntimeout_ms = 250\n[hook.a.secrets]\nE = { env = \"SET\" }\nF = { file = \"s.txt\" }\n",
+        )
+        .unwrap();
+        let spec = load_enabled(d.path(), Duration::from_secs(5), &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.timeout, Duration::from_millis(250));
+        assert_eq!(spec.secrets["E"], "from-env");
+        assert_eq!(spec.secrets["F"], "from-file");
+        // Debug output names secrets, never their values.
+        let shown = format!("{spec:?}");
+        assert!(
+            shown.contains("\"E\"") && !shown.contains("from-env") && !shown.contains("from-file")
+        );
+    }
+
+    #[test]
+    fn problems_name_their_key() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.js"), "x").unwrap();
+        let mut secrets = String::new();
+        for i in 0..21 {
+            secrets.push_str(&format!("K{i} = {{ env = \"SET\" }}\n"));
+        }
+        std::fs::write(
+            d.path().join(MANIFEST),
+            format!("enabled = \"a\"\n[hook.a]\ntimeout_ms = 0\n[hook.a.secrets]\nMISSING = {{ env = \"UNSET\" }}\nBOTH = {{ env = \"SET\", file = \"x\" }}\n{secrets}"),
+        )
+        .unwrap();
+        let problems = load_enabled(d.path(), Duration::from_secs(5), &env).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            keys.contains(&"hooks.dir/hooks.toml: hook.a.secrets"),
+            "{problems:?}"
+        );
+        assert!(
+            keys.contains(&"hooks.dir/hooks.toml: hook.a.secrets.MISSING"),
+            "{problems:?}"
+        );
+        assert!(
+            keys.contains(&"hooks.dir/hooks.toml: hook.a.secrets.BOTH"),
+            "{problems:?}"
+        );
+        assert!(
+            keys.contains(&"hooks.dir/hooks.toml: hook.a.timeout_ms"),
+            "{problems:?}"
+        );
+        std::fs::write(d.path().join(MANIFEST), "enabled = \"nope\"\n").unwrap();
+        let problems = load_enabled(d.path(), Duration::from_secs(5), &env).unwrap_err();
+        assert!(problems[0].1.contains("nope"), "{problems:?}");
+        std::fs::write(d.path().join(MANIFEST), "enabeld = \"a\"\n").unwrap();
+        assert!(load_enabled(d.path(), Duration::from_secs(5), &env).is_err());
+    }
+
+    #[test]
+    fn no_manifest_means_no_hook_and_names_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(
+            load_enabled(d.path(), Duration::from_secs(5), &env)
+                .unwrap()
+                .is_none()
+        );
+        for ok in ["seed", "my-hook 2", "a_b"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "x-", "a/b", "../etc", "a.js"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

@@ -235,7 +235,7 @@ fn emit_log(hook: &str, request_id: &str, l: &LogLine) {
 }
 
 /// The JSON the JS driver receives. Secrets are not in it: each worker holds them.
-pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>>) -> String {
+pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>>) -> Value {
     let mut client = Map::new();
     client.insert("id".into(), call.client.id.clone().into());
     client.insert("name".into(), call.client.name.clone().into());
@@ -293,7 +293,7 @@ pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>
         );
         input.insert("now".into(), cache::now_ms().into());
     }
-    Value::Object(input).to_string()
+    Value::Object(input)
 }
 
 fn timeout_failure(limit: Duration) -> HookFailure {
@@ -354,17 +354,7 @@ fn legacy_result(hook: &str, state: State) -> Result<HookEffect, HookFailure> {
             },
         )));
     }
-    let value = match state.result.as_deref() {
-        None | Some("null") => None,
-        Some(json) => match serde_json::from_str::<Value>(json) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                return Err(HookFailure::Error(OAuthError::server_error(format!(
-                    "hook result is not valid JSON: {e}"
-                ))));
-            }
-        },
-    };
+    let value = state.result.filter(|v| !v.is_null());
     claims::legacy_effect(value)
         .map_err(|e| HookFailure::Error(OAuthError::server_error(e.to_string())))
 }
@@ -407,19 +397,7 @@ fn action_result(state: State) -> Result<HookEffect, HookFailure> {
             "hook completed without finishing: its promise never settled",
         )));
     }
-    let mut claims = Map::new();
-    for (name, json) in state.claims {
-        match serde_json::from_str::<Value>(&json) {
-            Ok(v) => {
-                claims.insert(name, v);
-            }
-            Err(e) => {
-                return Err(HookFailure::Error(OAuthError::server_error(format!(
-                    "claim {name:?} is not valid JSON: {e}"
-                ))));
-            }
-        }
-    }
+    let claims = state.claims;
     Ok(HookEffect {
         claims,
         scope: state.target_changed.then_some(state.target_scopes),

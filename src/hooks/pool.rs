@@ -56,7 +56,7 @@ pub struct PoolStats {
 }
 
 pub(crate) struct Job {
-    pub input: String,
+    pub input: serde_json::Value,
     pub deadline: Instant,
     pub reply: tokio::sync::oneshot::Sender<Result<Done, String>>,
 }
@@ -118,9 +118,9 @@ impl Worker {
         }
     }
 
-    async fn call(&mut self, input: &str, timeout: Duration) -> Result<Done, String> {
+    async fn call(&mut self, input: serde_json::Value, timeout: Duration) -> Result<Done, String> {
         let msg = protocol::encode(&ToWorker::Call {
-            input: input.to_owned(),
+            input,
             timeout_ms: timeout.as_millis() as u64,
         });
         self.stdin
@@ -296,11 +296,11 @@ const STUCK_AFTER: Duration = Duration::from_millis(100);
 /// still sound.
 async fn run_call(
     mut w: Worker,
-    input: String,
+    input: serde_json::Value,
     limit: Duration,
     grace: Duration,
 ) -> (Option<Worker>, Result<Done, String>) {
-    match tokio::time::timeout(limit + grace, w.call(&input, limit)).await {
+    match tokio::time::timeout(limit + grace, w.call(input, limit)).await {
         Ok(Ok(done)) => (Some(w), Ok(done)),
         Ok(Err(reason)) => {
             w.kill().await;

@@ -95,12 +95,9 @@ globalThis.require = function (name) {
       state.error = describe(err);
       return;
     }
-    try {
-      const json = JSON.stringify(value === undefined ? null : value);
-      state.result = json === undefined ? "null" : json;
-    } catch (e) {
-      state.error = { name: "Error", message: "hook result is not serializable: " + describe(e).message };
-    }
+    // Kept as is: `finish` serializes the whole state once (Boa's JSON.stringify is
+    // the costliest step of a call).
+    state.result = value;
   }
 
   globalThis.__tokenhook = {
@@ -117,8 +114,7 @@ globalThis.require = function (name) {
     setSecrets: function (json) {
       secrets = JSON.parse(json);
     },
-    legacy: function (fn, inputJson) {
-      const input = JSON.parse(inputJson);
+    legacy: function (fn, input) {
       const req = input.request || {};
       // Auth0 passes the request's details at the top of `context` (ip, userAgent).
       const context = { body: req.body || {} };
@@ -151,10 +147,9 @@ globalThis.require = function (name) {
       return state;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
-    action: function (fn, inputJson) {
-      const input = JSON.parse(inputJson);
+    action: function (fn, input) {
       const state = newState();
-      state.claims = [];
+      state.claims = {};
       state.deny = null;
       state.target_changed = false;
       state.target_scopes = [];
@@ -254,15 +249,9 @@ globalThis.require = function (name) {
       api.accessToken = {
         setCustomClaim: function (name, value) {
           name = String(name);
-          let json;
-          try {
-            json = JSON.stringify(value);
-          } catch (e) {
-            throw new TypeError("claim " + name + " is not serializable: " + describe(e).message);
-          }
-          if (json !== undefined) {
-            state.claims = state.claims.filter(function (c) { return c[0] !== name; });
-            state.claims.push([name, json]);
+          delete state.claims[name];
+          if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
+            state.claims[name] = value;
             customClaims[name] = value;
           }
           return api;
@@ -354,13 +343,29 @@ globalThis.require = function (name) {
         }
       }
     },
-    // Drops what an invocation left behind so it cannot run during the next one.
-    reset: function () {
-      timers = [];
+    // After the job queue ran: either the invocation is over (state and console lines
+    // as JSON, and whatever it left behind dropped so it cannot run during the next
+    // one), or the milliseconds until its next timer.
+    poll: function (state) {
+      const next = state.done ? -1 : globalThis.__tokenhook.nextTimer();
+      if (next >= 0) return '{"next":' + next + "}";
+      return globalThis.__tokenhook.finish(state);
     },
-    report: function () {
-      const out = JSON.stringify({ logs: logs });
+    finish: function (state) {
+      let out;
+      try {
+        out = JSON.stringify({ state: state === undefined ? null : state, next: -1, logs: logs });
+      } catch (e) {
+        // A cyclic or BigInt value in the result or a claim (D11 cannot convert it).
+        state.result = undefined;
+        state.claims = {};
+        if (!state.error) {
+          state.error = { name: "Error", message: "hook result is not serializable: " + describe(e).message };
+        }
+        out = JSON.stringify({ state: state, next: -1, logs: logs });
+      }
       logs = [];
+      timers = [];
       return out;
     },
   };

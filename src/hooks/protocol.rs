@@ -20,7 +20,7 @@ pub enum ToWorker {
         recursion: usize,
     },
     Call {
-        input: String,
+        input: serde_json::Value,
         timeout_ms: u64,
     },
 }

@@ -328,7 +328,9 @@ fn action(body: &str) -> String {
 #[test]
 fn action_event_matches_auth0() {
     let pool = pool_with(
-        &action("api.accessToken.setCustomClaim('https://x/e', event);"),
+        &action(
+            "api.accessToken.setCustomClaim('https://x/e', JSON.parse(JSON.stringify(event)));",
+        ),
         2000,
         &[("K", "v")],
     );

@@ -1,0 +1,213 @@
+//! Microbenchmarks of the token hot path, each stage alone and the whole rewrite
+//! without network. Run: `cargo bench --bench hot_path`. Compare within one run: the
+//! machines are shared and noisy, so ratios mean more than absolute numbers.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value, json};
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokenhook::config::HooksConfig;
+use tokenhook::hooks::engine::{Engine, Limits};
+use tokenhook::hooks::manifest::HookSpec;
+use tokenhook::hooks::pool::WorkerCommand;
+use tokenhook::hooks::{HookCall, HookClient, HookPool};
+use tokenhook::keys::{SigningKey, generate_pem};
+use tokenhook::token::claims::{self, ClaimPolicy};
+use tokenhook::token::verify::{JwksSource, Verifier};
+
+const SEED: &str = include_str!("../hooks/seed.js");
+const HEAVY: &str = include_str!("../hooks/action-metadata.js");
+
+fn key(alg: Algorithm) -> SigningKey {
+    let pem = generate_pem(alg).unwrap();
+    SigningKey::from_pem(pem.as_bytes(), Path::new("bench"), alg).unwrap()
+}
+
+fn payload() -> Map<String, Value> {
+    json!({"iss": "https://idp.example.com/", "sub": "svc-basic@clients", "aud": "https://api.example.com",
+           "iat": 1_795_000_000u64, "exp": 4_000_000_000u64, "scope": "read:data write:data",
+           "client_id": "svc-basic", "jti": "a2f4c7e1d9b8"})
+    .as_object()
+    .cloned()
+    .unwrap()
+}
+
+fn call() -> HookCall {
+    HookCall {
+        client: HookClient {
+            id: "svc-basic".into(),
+            name: "Billing sync".into(),
+            tenant: Some("acme".into()),
+            metadata: [
+                ("region", "eu"),
+                ("plan", "enterprise"),
+                ("team", "payments"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        },
+        scope: Some(vec!["read:data".into(), "write:data".into()]),
+        audience: Some("https://api.example.com".into()),
+        requested_scope: None,
+        body: json!({"grant_type": "client_credentials"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        ip: Some("203.0.113.7".into()),
+        method: "POST".into(),
+        ..Default::default()
+    }
+}
+
+fn pool(source: &str) -> HookPool {
+    let spec = HookSpec {
+        name: "bench".into(),
+        path: "bench.js".into(),
+        source: source.into(),
+        timeout: Duration::from_secs(5),
+        secrets: Default::default(),
+    };
+    let mut cfg = HooksConfig::defaults(".".into());
+    cfg.workers = 1;
+    let command = WorkerCommand {
+        program: env!("CARGO_BIN_EXE_tokenhook").into(),
+        args: vec![tokenhook::hooks::WORKER_ARG.into()],
+    };
+    HookPool::start(spec, &cfg, command).unwrap()
+}
+
+struct Static(bytes::Bytes);
+
+#[async_trait::async_trait]
+impl JwksSource for Static {
+    async fn fetch(&self) -> Result<bytes::Bytes, String> {
+        Ok(self.0.clone())
+    }
+}
+
+fn bench_hooks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hook");
+    g.bench_function("context_create_and_compile", |b| {
+        b.iter(|| Engine::compile(black_box(SEED), "{}", Limits::default()).unwrap())
+    });
+    let input = tokenhook::hooks::input_json(&call(), None);
+    let mut engine = Engine::compile(SEED, "{}", Limits::default()).unwrap();
+    g.bench_function("seed_inline_warm", |b| {
+        b.iter(|| {
+            engine.call(
+                black_box(&input),
+                std::time::Instant::now() + Duration::from_secs(5),
+            )
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seed = pool(SEED);
+    let c1 = call();
+    g.bench_function("seed_through_pool", |b| {
+        b.iter(|| rt.block_on(seed.invoke(black_box(&c1))).result.unwrap())
+    });
+    let heavy = pool(HEAVY);
+    g.bench_function("action_ten_claims_through_pool", |b| {
+        b.iter(|| rt.block_on(heavy.invoke(black_box(&c1))).result.unwrap())
+    });
+    g.finish();
+}
+
+fn bench_crypto(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sign");
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let k = key(alg);
+        let p = payload();
+        g.bench_function(format!("{alg:?}_prepared_key"), |b| {
+            b.iter(|| tokenhook::token::sign(&k, Some("at+jwt"), black_box(&p)).unwrap())
+        });
+    }
+    // jsonwebtoken's own encode re-parses the RSA key per call: the cost we avoid.
+    let pem = generate_pem(Algorithm::RS256).unwrap();
+    let ek = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let header = jsonwebtoken::Header::new(Algorithm::RS256);
+    let p = payload();
+    g.bench_function("RS256_jsonwebtoken_encode", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, black_box(&p), &ek).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("verify");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for alg in [Algorithm::RS256, Algorithm::ES256] {
+        let k = key(alg);
+        let jwks = serde_json::to_vec(&json!({"keys": [k.jwk]})).unwrap();
+        let v = Verifier::new(
+            Arc::new(Static(jwks.into())),
+            vec![alg],
+            30,
+            Duration::from_secs(10),
+        );
+        let token = tokenhook::token::sign(&k, Some("at+jwt"), &payload()).unwrap();
+        rt.block_on(v.refresh(false)).unwrap();
+        g.bench_function(format!("{alg:?}_upstream_token"), |b| {
+            b.iter(|| {
+                rt.block_on(v.verify(black_box(&token), 1_800_000_000))
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_rewrite(c: &mut Criterion) {
+    // Verify the IdP's RS256 token, run the seed hook through the pool, apply the
+    // rules, sign with ES256: the whole rewrite minus network and HTTP.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = key(Algorithm::RS256);
+    let jwks = serde_json::to_vec(&json!({"keys": [idp.jwk]})).unwrap();
+    let v = Verifier::new(
+        Arc::new(Static(jwks.into())),
+        vec![Algorithm::RS256],
+        30,
+        Duration::from_secs(10),
+    );
+    rt.block_on(v.refresh(false)).unwrap();
+    let upstream = tokenhook::token::sign(&idp, Some("at+jwt"), &payload()).unwrap();
+    let ours = key(Algorithm::ES256);
+    let seed = pool(SEED);
+    let c1 = call();
+    let policy = ClaimPolicy {
+        allow_unnamespaced: false,
+    };
+    c.bench_function("rewrite/rs256_verify_seed_hook_es256_sign", |b| {
+        b.iter(|| {
+            let p = rt
+                .block_on(v.verify(black_box(&upstream), 1_800_000_000))
+                .unwrap();
+            let effect = rt.block_on(seed.invoke(&c1)).result.unwrap();
+            let applied = claims::apply(p, effect, policy).unwrap();
+            tokenhook::token::sign(&ours, Some("at+jwt"), &applied.payload).unwrap()
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench_hooks, bench_crypto, bench_rewrite
+}
+criterion_main!(benches);
