@@ -38,6 +38,7 @@ pub struct App {
     hooks: RwLock<Option<Arc<HookPool>>>,
     /// What the running hook was built from, to notice changes (hot reload).
     hooks_fingerprint: std::sync::Mutex<u64>,
+    keys_fingerprint: std::sync::Mutex<u64>,
     worker_command: WorkerCommand,
     pub upstream: UpstreamClient,
     pub passthrough_peer: HttpPeer,
@@ -77,7 +78,7 @@ impl App {
         worker_command: WorkerCommand,
     ) -> Result<App, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let keys = match KeySet::load(&config.signing.keys, config.signing.algorithm) {
+        let keys = match KeySet::load(&config.signing.keys, config.signing.algorithm, false) {
             Ok(k) => Some(k),
             Err(es) => {
                 errors.extend(es.into_iter().map(|(k, m)| ConfigError::new(k, m)));
@@ -144,6 +145,7 @@ impl App {
         passthrough_peer.options.read_timeout = Some(up.timeout);
         passthrough_peer.options.write_timeout = Some(up.timeout);
         passthrough_peer.options.idle_timeout = Some(Duration::from_secs(60));
+        let keys_fingerprint = crate::keys::fingerprint(&config.signing.keys);
         let routes = crate::proxy::Routes {
             token: crate::proxy::normalize_path(&config.upstream.token_path),
             jwks: crate::proxy::normalize_path(&config.server.jwks_path),
@@ -164,18 +166,13 @@ impl App {
                 );
             }
         }
-        for (i, k) in keys.all().iter().enumerate() {
-            metrics
-                .signing_key_info
-                .with_label_values(&[k.kid.as_str(), &format!("{:?}", k.alg)])
-                .set(i64::from(i == 0));
-        }
         Ok(App {
             config,
             keys: RwLock::new(Arc::new(keys)),
             verifier,
             hooks: RwLock::new(hooks),
             hooks_fingerprint: std::sync::Mutex::new(fingerprint),
+            keys_fingerprint: std::sync::Mutex::new(keys_fingerprint),
             worker_command,
             upstream,
             passthrough_peer,
@@ -190,6 +187,43 @@ impl App {
 
     pub fn keys(&self) -> Arc<KeySet> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the key files if they changed. A set that does not load (a bad file, no
+    /// active key) is refused and the current keys keep signing. Returns whether a
+    /// change was applied, or None when nothing changed.
+    pub fn reload_keys(&self) -> Option<bool> {
+        let cfg = &self.config.signing;
+        let fp = crate::keys::fingerprint(&cfg.keys);
+        {
+            let mut last = self
+                .keys_fingerprint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if *last == fp {
+                return None;
+            }
+            *last = fp;
+        }
+        match KeySet::load(&cfg.keys, cfg.algorithm, true) {
+            Ok(set) => {
+                tracing::info!(
+                    active = %set.active().kid,
+                    published = set.all().len(),
+                    "signing keys reloaded"
+                );
+                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                self.metrics.key_reloads.with_label_values(&["ok"]).inc();
+                Some(true)
+            }
+            Err(errors) => {
+                for (key, msg) in errors {
+                    tracing::error!(key = %key, error = %msg, "new signing keys refused; the current keys keep signing");
+                }
+                self.metrics.key_reloads.with_label_values(&["error"]).inc();
+                Some(false)
+            }
+        }
     }
 
     /// The running hook, if one is enabled. Callers hold the `Arc` for the whole call,
@@ -325,6 +359,23 @@ impl App {
             self.metrics.upstream_jwks_age.set(age.as_secs_f64());
         }
         self.metrics.ready.set(i64::from(self.ready()));
+        let keys = self.keys();
+        let now = SystemTime::now();
+        self.metrics.signing_key_info.reset();
+        self.metrics.signing_key_age.reset();
+        for k in keys.all() {
+            let state = k.state.as_str();
+            self.metrics
+                .signing_key_info
+                .with_label_values(&[k.key.kid.as_str(), &format!("{:?}", k.key.alg), state])
+                .set(1);
+            if let Some(age) = k.modified.and_then(|m| now.duration_since(m).ok()) {
+                self.metrics
+                    .signing_key_age
+                    .with_label_values(&[k.key.kid.as_str(), state])
+                    .set(age.as_secs_f64());
+            }
+        }
         let s = &self.pool_stats;
         self.metrics
             .hook_queue_depth

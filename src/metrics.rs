@@ -65,6 +65,8 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     pub upstream_jwks_age: prometheus::Gauge,
     pub signing_key_info: prometheus::IntGaugeVec,
+    pub signing_key_age: prometheus::GaugeVec,
+    pub key_reloads: IntCounterVec,
     pub build_info: prometheus::IntGaugeVec,
     pub ready: IntGauge,
     pub hook_reloads: IntCounterVec,
@@ -129,9 +131,25 @@ impl Metrics {
         let signing_key_info = prometheus::IntGaugeVec::new(
             Opts::new(
                 "tokenhook_signing_key_info",
-                "Published signing keys (1 = active).",
+                "Published signing keys, by kid, algorithm and state (active, next, retired).",
             ),
-            &["kid", "alg"],
+            &["kid", "alg", "state"],
+        )
+        .expect("valid metric");
+        let signing_key_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "tokenhook_signing_key_age_seconds",
+                "Seconds since each published key's file was written.",
+            ),
+            &["kid", "state"],
+        )
+        .expect("valid metric");
+        let key_reloads = IntCounterVec::new(
+            Opts::new(
+                "tokenhook_signing_key_reloads_total",
+                "Reloads of the signing key files, by result.",
+            ),
+            &["result"],
         )
         .expect("valid metric");
         let build_info = prometheus::IntGaugeVec::new(
@@ -185,6 +203,8 @@ impl Metrics {
             Box::new(jwks_refreshes.clone()),
             Box::new(upstream_jwks_age.clone()),
             Box::new(signing_key_info.clone()),
+            Box::new(signing_key_age.clone()),
+            Box::new(key_reloads.clone()),
             Box::new(build_info.clone()),
             Box::new(ready.clone()),
         ] {
@@ -193,6 +213,10 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // CPU, memory, file descriptors and start time of the sidecar process.
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         let stages = StageHistograms {
             upstream: stage.with_label_values(&["upstream"]),
             verify: stage.with_label_values(&["verify"]),
@@ -209,6 +233,8 @@ impl Metrics {
             jwks_refreshes,
             upstream_jwks_age,
             signing_key_info,
+            signing_key_age,
+            key_reloads,
             build_info,
             ready,
             hook_reloads,

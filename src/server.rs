@@ -68,6 +68,30 @@ impl BackgroundService for HookReloader {
     }
 }
 
+/// Key rotation: polls the key files; a rotated set is swapped in at once (the JWKS is
+/// re-serialized with it), a set that does not load is refused.
+struct KeyReloader {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for KeyReloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let interval = self.app.config.signing.reload_interval;
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => if *shutdown.borrow() { return },
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let app = self.app.clone();
+            let _ = tokio::task::spawn_blocking(move || app.reload_keys()).await;
+        }
+    }
+}
+
 /// SIGTERM: readiness fails first, then pingora stops accepting and waits for in-flight
 /// requests up to the grace period. SIGINT: the same, for interactive use.
 struct Signals {
@@ -89,8 +113,14 @@ impl ShutdownSignalWatch for Signals {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        tracing::info!("shutting down: readiness now fails, in-flight requests finish");
+        let cfg = &self.app.config.server;
+        tracing::info!(
+            drain_delay_s = cfg.drain_delay.as_secs(),
+            grace_period_s = cfg.grace_period.as_secs(),
+            "shutting down: readiness fails now, listeners close after the drain delay, in-flight requests finish within the grace period"
+        );
         self.app.begin_shutdown();
+        tokio::time::sleep(cfg.drain_delay).await;
         ShutdownSignal::GracefulTerminate
     }
 }
@@ -125,6 +155,10 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
     server.add_service(background_service(
         "upstream jwks",
         JwksRefresher { app: app.clone() },
+    ));
+    server.add_service(background_service(
+        "key reload",
+        KeyReloader { app: app.clone() },
     ));
     server.add_service(background_service(
         "hook reload",

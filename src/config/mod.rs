@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub jwks_max_age: Duration,
     pub threads: usize,
     pub grace_period: Duration,
+    /// After SIGTERM, how long readiness fails while the listeners still accept, so load
+    /// balancers stop sending traffic before they close.
+    pub drain_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -99,9 +102,40 @@ pub struct UpstreamConfig {
 
 #[derive(Debug, Clone)]
 pub struct SigningConfig {
-    pub keys: Vec<PathBuf>,
+    /// Every key with its state; exactly one is active.
+    pub keys: Vec<KeyRef>,
     pub algorithm: Algorithm,
     pub issuer: IssuerMode,
+    /// How often key files are checked for changes; zero disables reloading.
+    pub reload_interval: Duration,
+}
+
+/// A key file and its role in rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef {
+    pub path: PathBuf,
+    pub state: KeyState,
+    /// How config and errors name it (`signing.next[0]`).
+    pub key: String,
+}
+
+/// Published and signing (`Active`), published ahead of use (`Next`), or published so
+/// tokens it signed keep verifying until they expire (`Retired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Next,
+    Active,
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
 }
 
 /// What the re-signed token's `iss` becomes.
@@ -416,16 +450,56 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
         }
     }
 
-    if raw.signing.keys.is_empty() {
-        err("signing.keys", "required: at least one private key file (PKCS#8 PEM); make one with `tokenhook keys generate`".into());
+    // `signing.keys` (first signs, the rest stay published) or explicit states.
+    let mut keys: Vec<KeyRef> = Vec::new();
+    let r = &raw.signing;
+    match (&r.active, r.keys.is_empty()) {
+        (Some(_), false) => err(
+            "signing.keys",
+            "give either signing.keys or signing.active (with next/retired), not both".into(),
+        ),
+        (None, true) => err(
+            "signing.keys",
+            "required: at least one private key file (PKCS#8 PEM); make one with `tokenhook keys generate`".into(),
+        ),
+        (None, false) => {
+            for (i, k) in r.keys.iter().enumerate() {
+                let state = if i == 0 { KeyState::Active } else { KeyState::Retired };
+                keys.push(KeyRef { path: base.join(k), state, key: format!("signing.keys[{i}]") });
+            }
+        }
+        (Some(a), true) => {
+            keys.push(KeyRef { path: base.join(a), state: KeyState::Active, key: "signing.active".into() });
+        }
     }
-    let keys: Vec<PathBuf> = raw.signing.keys.iter().map(|k| base.join(k)).collect();
-    for (i, k) in keys.iter().enumerate() {
-        if !k.is_file() {
-            err(
-                &format!("signing.keys[{i}]"),
-                format!("no such file: {}", raw.signing.keys[i]),
-            );
+    if r.active.is_none() && !(r.next.is_empty() && r.retired.is_empty()) && !r.keys.is_empty() {
+        err(
+            "signing.next",
+            "next and retired keys go with signing.active, not signing.keys".into(),
+        );
+    }
+    for (list, state, name) in [
+        (&r.next, KeyState::Next, "next"),
+        (&r.retired, KeyState::Retired, "retired"),
+    ] {
+        for (i, k) in list.iter().enumerate() {
+            keys.push(KeyRef {
+                path: base.join(k),
+                state,
+                key: format!("signing.{name}[{i}]"),
+            });
+        }
+    }
+    let named: Vec<&String> = r
+        .keys
+        .iter()
+        .chain(r.active.iter())
+        .chain(&r.next)
+        .chain(&r.retired)
+        .collect();
+    for (k, shown) in keys.iter().zip(named) {
+        if !k.path.is_file() {
+            err(&k.key, format!("no such file: {shown}"));
         }
     }
     let algorithm = match parse_alg(&raw.signing.algorithm, SIGNING_ALGORITHMS) {
@@ -505,6 +579,7 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             jwks_max_age: Duration::from_secs(raw.server.jwks_max_age_seconds),
             threads,
             grace_period: Duration::from_secs(raw.server.grace_period_seconds),
+            drain_delay: Duration::from_secs(raw.server.drain_delay_seconds),
         },
         upstream: {
             let url = url?;
@@ -529,6 +604,7 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             keys,
             algorithm: algorithm?,
             issuer: issuer?,
+            reload_interval: Duration::from_millis(raw.signing.reload_interval_ms),
         },
         hooks: HooksConfig {
             dir,

@@ -41,6 +41,8 @@ pub struct RawServer {
     pub threads: Option<usize>,
     #[serde(default = "default_grace_period")]
     pub grace_period_seconds: u64,
+    #[serde(default = "default_drain_delay")]
+    pub drain_delay_seconds: u64,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -75,6 +77,14 @@ pub struct RawUpstream {
 pub struct RawSigning {
     #[serde(default)]
     pub keys: Vec<String>,
+    #[serde(default)]
+    pub active: Option<String>,
+    #[serde(default)]
+    pub next: Vec<String>,
+    #[serde(default)]
+    pub retired: Vec<String>,
+    #[serde(default = "default_key_reload")]
+    pub reload_interval_ms: u64,
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
     #[serde(default)]
@@ -157,6 +167,9 @@ fn default_jwks_max_age() -> u64 {
 fn default_grace_period() -> u64 {
     10
 }
+fn default_drain_delay() -> u64 {
+    2
+}
 fn default_token_path() -> String {
     "/oauth/token".into()
 }
@@ -180,6 +193,9 @@ fn default_jwks_refresh() -> u64 {
 }
 fn default_jwks_min_refresh() -> u64 {
     10
+}
+fn default_key_reload() -> u64 {
+    1_000
 }
 fn default_algorithm() -> String {
     "RS256".into()

@@ -45,7 +45,8 @@ fn good_config_with_defaults() {
     );
     assert_eq!(c.upstream.algorithms, vec![Algorithm::RS256]);
     assert_eq!(c.hooks.timeout, Duration::from_secs(5));
-    assert!(c.signing.keys[0].is_absolute() || c.signing.keys[0].starts_with(std::env::temp_dir()));
+    assert!(c.signing.keys[0].path.is_absolute());
+    assert_eq!(c.signing.keys[0].state, KeyState::Active);
 }
 
 #[test]
@@ -174,4 +175,47 @@ fn schema_lists_only_real_keys_and_every_scalar_key() {
             );
         }
     }
+}
+
+#[test]
+fn key_states_and_their_errors() {
+    let d = base();
+    for f in ["a.pem", "n.pem", "r.pem"] {
+        std::fs::write(d.path().join(f), "x").unwrap();
+    }
+    let text = GOOD.replace(
+        "keys = [\"key.pem\"]",
+        "active = \"a.pem\"\nnext = [\"n.pem\"]\nretired = [\"r.pem\"]",
+    );
+    let c = Config::from_toml(&text, d.path(), Vec::<(String, String)>::new()).unwrap();
+    let states: Vec<(KeyState, &str)> = c
+        .signing
+        .keys
+        .iter()
+        .map(|k| (k.state, k.key.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (KeyState::Active, "signing.active"),
+            (KeyState::Next, "signing.next[0]"),
+            (KeyState::Retired, "signing.retired[0]")
+        ]
+    );
+    // The old form: the first signs, the rest stay published as retired.
+    let text = GOOD.replace("keys = [\"key.pem\"]", "keys = [\"a.pem\", \"r.pem\"]");
+    let c = Config::from_toml(&text, d.path(), Vec::<(String, String)>::new()).unwrap();
+    assert_eq!(c.signing.keys[1].state, KeyState::Retired);
+    let both = GOOD.replace(
+        "keys = [\"key.pem\"]",
+        "keys = [\"a.pem\"]\nactive = \"a.pem\"",
+    );
+    let e = Config::from_toml(&both, d.path(), Vec::<(String, String)>::new()).unwrap_err();
+    assert_eq!(keys_of(e), vec!["signing.keys"]);
+    let missing = GOOD.replace(
+        "keys = [\"key.pem\"]",
+        "active = \"a.pem\"\nnext = [\"gone.pem\"]",
+    );
+    let e = Config::from_toml(&missing, d.path(), Vec::<(String, String)>::new()).unwrap_err();
+    assert_eq!(e.to_string(), "signing.next[0]: no such file: gone.pem");
 }

@@ -4,6 +4,7 @@
 mod generate;
 pub use generate::{generate_pem, write_private_key};
 
+use crate::config::{KeyRef, KeyState};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use base64::Engine;
@@ -178,63 +179,124 @@ impl SigningKey {
     }
 }
 
-/// The keys in use: the first signs, all are published.
+/// A key with its rotation state.
+#[derive(Debug, Clone)]
+pub struct StatedKey {
+    pub key: Arc<SigningKey>,
+    pub state: KeyState,
+    /// The key file's modification time, for the key-age metric.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// The keys in use: one active key signs; active, next and retired keys are published.
 pub struct KeySet {
-    keys: Vec<Arc<SigningKey>>,
+    keys: Vec<StatedKey>,
+    active: usize,
     jwks: Bytes,
 }
 
 impl KeySet {
-    /// Loads every key; collects one message per bad key (`signing.keys[i]: …`).
-    pub fn load(paths: &[PathBuf], algorithm: Algorithm) -> Result<KeySet, Vec<(String, String)>> {
+    /// Loads every key; collects one message per bad key (`signing.next[0]: …`).
+    /// `skip_missing` drops next/retired files that are gone (a rotated Kubernetes
+    /// Secret may no longer hold them) instead of failing.
+    pub fn load(
+        refs: &[KeyRef],
+        algorithm: Algorithm,
+        skip_missing: bool,
+    ) -> Result<KeySet, Vec<(String, String)>> {
         let mut keys = Vec::new();
         let mut errors = Vec::new();
-        for (i, p) in paths.iter().enumerate() {
-            match SigningKey::load(p, algorithm) {
+        for r in refs {
+            if skip_missing && r.state != KeyState::Active && !r.path.exists() {
+                tracing::warn!(key = %r.key, path = %r.path.display(), "key file is gone; no longer published");
+                continue;
+            }
+            match SigningKey::load(&r.path, algorithm) {
                 Ok(k) => {
-                    if i == 0 && k.alg != algorithm {
+                    if r.state == KeyState::Active && k.alg != algorithm {
                         errors.push((
-                            format!("signing.keys[{i}]"),
+                            r.key.clone(),
                             format!(
                                 "the active key is a {:?} key but signing.algorithm is {:?}",
                                 k.alg, algorithm
                             ),
                         ));
                     }
-                    keys.push(Arc::new(k));
+                    let modified = std::fs::metadata(&r.path).and_then(|m| m.modified()).ok();
+                    keys.push(StatedKey {
+                        key: Arc::new(k),
+                        state: r.state,
+                        modified,
+                    });
                 }
-                Err(e) => errors.push((format!("signing.keys[{i}]"), e.to_string())),
+                Err(e) => errors.push((r.key.clone(), e.to_string())),
             }
-        }
-        if keys.is_empty() && errors.is_empty() {
-            errors.push(("signing.keys".into(), "no keys".into()));
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self::from_keys(keys))
+        Self::from_stated(keys).map_err(|m| vec![("signing.keys".to_owned(), m)])
     }
 
+    /// The first key active, the rest retired (the `signing.keys` form).
     pub fn from_keys(keys: Vec<Arc<SigningKey>>) -> KeySet {
+        let stated = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| StatedKey {
+                key,
+                state: if i == 0 {
+                    KeyState::Active
+                } else {
+                    KeyState::Retired
+                },
+                modified: None,
+            })
+            .collect();
+        Self::from_stated(stated).expect("the first key is active")
+    }
+
+    pub fn from_stated(mut keys: Vec<StatedKey>) -> Result<KeySet, String> {
+        // Published order: active, next, retired.
+        keys.sort_by_key(|k| match k.state {
+            KeyState::Active => 0,
+            KeyState::Next => 1,
+            KeyState::Retired => 2,
+        });
+        if keys.iter().filter(|k| k.state == KeyState::Active).count() != 1 {
+            return Err("exactly one key must be active".into());
+        }
         let mut seen = std::collections::HashSet::new();
-        let published: Vec<&serde_json::Value> = keys
+        let published: Vec<serde_json::Value> = keys
             .iter()
-            .filter(|k| seen.insert(k.kid.clone()))
-            .map(|k| &k.jwk)
+            .filter(|k| seen.insert(k.key.kid.clone()))
+            .map(|k| {
+                let mut jwk = k.key.jwk.clone();
+                // An RSA key's JWK cannot tell RS256 from PS256; a retired one may have
+                // signed with either, so it publishes no `alg` rather than a wrong one.
+                if k.state == KeyState::Retired
+                    && matches!(k.key.alg, Algorithm::RS256 | Algorithm::PS256)
+                    && let Some(o) = jwk.as_object_mut()
+                {
+                    o.remove("alg");
+                }
+                jwk
+            })
             .collect();
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": published }))
-            .expect("a JWK set always serializes");
-        KeySet {
+            .map_err(|e| e.to_string())?;
+        Ok(KeySet {
             keys,
+            active: 0,
             jwks: Bytes::from(jwks),
-        }
+        })
     }
 
     pub fn active(&self) -> &Arc<SigningKey> {
-        &self.keys[0]
+        &self.keys[self.active].key
     }
 
-    pub fn all(&self) -> &[Arc<SigningKey>] {
+    pub fn all(&self) -> &[StatedKey] {
         &self.keys
     }
 
@@ -242,6 +304,18 @@ impl KeySet {
     pub fn jwks(&self) -> Bytes {
         self.jwks.clone()
     }
+}
+
+/// A digest of the key files' contents, so the reloader notices a rotation (including
+/// a Kubernetes Secret update that swaps a symlink).
+pub fn fingerprint(refs: &[KeyRef]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in refs {
+        r.key.hash(&mut h);
+        std::fs::read(&r.path).ok().hash(&mut h);
+    }
+    h.finish()
 }
 
 #[cfg(test)]

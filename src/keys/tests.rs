@@ -65,6 +65,9 @@ fn jwks_lists_every_key_active_first_without_private_parts() {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0]["kid"], a.kid.as_str());
     assert_eq!(keys[1]["kid"], b.kid.as_str());
+    // A retired RSA key cannot say whether it signed RS256 or PS256: no `alg`.
+    assert!(keys[1].get("alg").is_none());
+    assert_eq!(keys[0]["alg"], "ES256");
     for k in keys {
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(k.get(private).is_none(), "{private} published");
@@ -85,7 +88,22 @@ fn load_reports_each_bad_key_and_a_mismatched_active_key() {
     )
     .unwrap();
     let missing = dir.path().join("missing.pem");
-    let errs = match KeySet::load(&[good.clone(), junk, missing], Algorithm::RS256) {
+    let refs = |paths: &[&PathBuf]| -> Vec<KeyRef> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| KeyRef {
+                path: (*p).clone(),
+                state: if i == 0 {
+                    KeyState::Active
+                } else {
+                    KeyState::Retired
+                },
+                key: format!("signing.keys[{i}]"),
+            })
+            .collect()
+    };
+    let errs = match KeySet::load(&refs(&[&good, &junk, &missing]), Algorithm::RS256, false) {
         Err(e) => e,
         Ok(_) => panic!("bad keys accepted"),
     };
@@ -95,7 +113,16 @@ fn load_reports_each_bad_key_and_a_mismatched_active_key() {
         vec!["signing.keys[0]", "signing.keys[1]", "signing.keys[2]"]
     );
     assert!(errs[0].1.contains("signing.algorithm"));
-    assert!(KeySet::load(&[good], Algorithm::ES256).is_ok());
+    assert!(KeySet::load(&refs(&[&good]), Algorithm::ES256, false).is_ok());
+    // At reload, a vanished retired file is dropped; a vanished active one is an error.
+    assert_eq!(
+        KeySet::load(&refs(&[&good, &missing]), Algorithm::ES256, true)
+            .unwrap()
+            .all()
+            .len(),
+        1
+    );
+    assert!(KeySet::load(&refs(&[&missing]), Algorithm::ES256, true).is_err());
 }
 
 #[test]
@@ -120,4 +147,30 @@ fn debug_output_never_shows_key_material() {
     let shown = format!("{k:?}");
     assert!(shown.contains(&k.kid));
     assert!(!shown.contains("PRIVATE"));
+}
+
+#[test]
+fn published_order_is_active_next_retired() {
+    let k = |s| StatedKey {
+        key: Arc::new(key(Algorithm::EdDSA)),
+        state: s,
+        modified: None,
+    };
+    let (r, n, a) = (k(KeyState::Retired), k(KeyState::Next), k(KeyState::Active));
+    let kids = [a.key.kid.clone(), n.key.kid.clone(), r.key.kid.clone()];
+    let set = KeySet::from_stated(vec![r, n, a]).unwrap();
+    assert_eq!(set.active().kid, kids[0]);
+    let doc: Value = serde_json::from_slice(&set.jwks()).unwrap();
+    let got: Vec<&str> = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, kids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        KeySet::from_stated(vec![k(KeyState::Next)]).is_err(),
+        "no active key"
+    );
+    assert!(KeySet::from_stated(vec![k(KeyState::Active), k(KeyState::Active)]).is_err());
 }

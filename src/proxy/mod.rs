@@ -126,6 +126,7 @@ impl ProxyHttp for TokenProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.status = upstream_response.status.as_u16();
+        upstream_response.insert_header("X-Request-Id", ctx.request_id.as_str())?;
         // pingora turns a close-delimited upstream body into chunked, which an HTTP/1.0
         // client cannot read; let it be close-delimited again for those clients.
         if session.req_header().version == http::Version::HTTP_10

@@ -97,6 +97,8 @@ pub struct SidecarOpts {
     pub env: Vec<(String, String)>,
     /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
     pub prepare: Option<fn(&Path)>,
+    /// Replaces the `[signing]` keys lines; `setup` writes the files it names.
+    pub signing: Option<(String, Box<dyn Fn(&Path)>)>,
 }
 
 impl SidecarOpts {
@@ -112,6 +114,7 @@ impl SidecarOpts {
             algorithm: Algorithm::RS256,
             env: Vec::new(),
             prepare: None,
+            signing: None,
         }
     }
 
@@ -137,8 +140,18 @@ impl Sidecar {
                 std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
             }
         }
-        let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
-        tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false).unwrap();
+        let keys_toml = match &opts.signing {
+            Some((toml, setup)) => {
+                setup(dir.path());
+                toml.clone()
+            }
+            None => {
+                let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
+                tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false)
+                    .unwrap();
+                "keys = [\"key.pem\"]".to_owned()
+            }
+        };
         let port = free_port();
         let admin = free_port();
         let config = format!(
@@ -148,14 +161,16 @@ admin_listen = "127.0.0.1:{admin}"
 public_url = "http://127.0.0.1:{port}"
 threads = 2
 grace_period_seconds = 0
+drain_delay_seconds = 0
 
 [upstream]
 url = "{up}"
 jwks_min_refresh_seconds = 0
 
 [signing]
-keys = ["key.pem"]
+{keys_toml}
 algorithm = "{alg:?}"
+reload_interval_ms = 100
 
 [hooks]
 dir = "hooks"
