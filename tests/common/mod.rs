@@ -98,8 +98,11 @@ pub struct SidecarOpts {
     /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
     pub prepare: Option<fn(&Path)>,
     /// Replaces the `[signing]` keys lines; `setup` writes the files it names.
-    pub signing: Option<(String, Box<dyn Fn(&Path)>)>,
+    pub signing: Option<(String, Setup)>,
 }
+
+/// Writes files into the sidecar's folder before it starts.
+pub type Setup = Box<dyn Fn(&Path)>;
 
 impl SidecarOpts {
     pub fn new(upstream: &str) -> Self {
