@@ -106,8 +106,9 @@ class Sidecar:
     def __init__(self, binary, upstream, alg, hook, workdir):
         self.dir = tempfile.mkdtemp(dir=workdir)
         os.makedirs(f"{self.dir}/hooks")
-        shutil.copy(os.path.join(ROOT, "hooks", hook + ".js"), f"{self.dir}/hooks/{hook}.js")
-        open(f"{self.dir}/hooks/hooks.toml", "w").write(f'enabled = "{hook}"\n')
+        if hook:
+            shutil.copy(os.path.join(ROOT, "hooks", hook + ".js"), f"{self.dir}/hooks/{hook}.js")
+            open(f"{self.dir}/hooks/hooks.toml", "w").write(f'enabled = "{hook}"\n')
         sh(binary, "keys", "generate", "--alg", alg, "--out", f"{self.dir}/key.pem", stdout=subprocess.DEVNULL)
         self.port, self.admin = free_port(), free_port()
         open(f"{self.dir}/tokenhook.toml", "w").write(f"""
@@ -172,7 +173,8 @@ def main():
     try:
         for c in levels:
             rows.append(("a) stub direct", c, measure(oha_bin, f"{upstream}/oauth/token", c, seconds)))
-        scenarios = [("b) pass-through route", "RS256", "seed", False)] + [
+        scenarios = [("b) pass-through route", "RS256", "seed", False),
+                     ("c) token route, no hook (verify + re-sign only), ES256", "ES256", None, True)] + [
             (f"c) token route, seed hook, {alg}", alg, "seed", True) for alg in ("RS256", "ES256", "EdDSA")
         ] + [("d) token route, Action with ten claims, ES256", "ES256", "action-metadata", True)]
         for name, alg, hook, token in scenarios:

@@ -163,6 +163,11 @@ impl SigningKey {
         })
     }
 
+    /// True for EC and Ed25519 keys, whose signatures take microseconds.
+    pub fn is_cheap_to_sign(&self) -> bool {
+        !matches!(self.prepared, Prepared::Rsa(..))
+    }
+
     /// Signs `header.payload` (both already base64url) and returns the compact JWS.
     pub fn sign_compact(&self, header_b64: &str, payload_b64: &str) -> Result<String, KeyError> {
         use signature::Signer;
