@@ -184,17 +184,17 @@ def main():
                 oha(oha_bin, f"http://127.0.0.1:{s.port}{path}", 4, 1, token=token)  # warm-up
                 for c in levels:
                     rows.append((name, c, measure(oha_bin, f"http://127.0.0.1:{s.port}{path}", c, seconds, s.proc.pid, token)))
-                if name.startswith("c)") and alg == "ES256" and not a.quick:
+                if hook == "seed" and token and alg == "ES256" and not a.quick:
                     # Added latency at half the saturation rate, against the stub at the same rate.
                     sat = max(r["rps"] for n, _, r in rows if n == name)
                     rate = int(sat / 2)
                     side = oha(oha_bin, f"http://127.0.0.1:{s.port}/oauth/token", 16, seconds, rate=rate)
                     direct = oha(oha_bin, f"{upstream}/oauth/token", 16, seconds, rate=rate)
-                    rows.append((f"half saturation ({rate}/s): sidecar ES256", 16, side))
+                    rows.append((f"half saturation ({rate}/s): sidecar, seed hook, ES256", 16, side))
                     rows.append((f"half saturation ({rate}/s): stub direct", 16, direct))
                     # 1000 concurrent keep-alive connections: memory.
                     big = measure(oha_bin, f"http://127.0.0.1:{s.port}/oauth/token", 1000, seconds, s.proc.pid)
-                    rows.append(("1000 connections, token route ES256", 1000, big))
+                    rows.append(("1000 connections, token route, seed hook, ES256", 1000, big))
             finally:
                 s.stop()
     finally:
