@@ -20,10 +20,14 @@ fn response(body: &[u8]) -> Vec<u8> {
 }
 
 fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     let pem = tokenhook::keys::generate_pem(Algorithm::RS256).map_err(std::io::Error::other)?;
-    let key = tokenhook::keys::SigningKey::from_pem(pem.as_bytes(), Path::new("stub"), Algorithm::RS256)
-        .map_err(std::io::Error::other)?;
+    let key =
+        tokenhook::keys::SigningKey::from_pem(pem.as_bytes(), Path::new("stub"), Algorithm::RS256)
+            .map_err(std::io::Error::other)?;
     let now = tokenhook::app::now_secs();
     let claims = serde_json::json!({
         "iss": format!("http://127.0.0.1:{port}/"), "sub": "svc-basic@clients", "aud": "https://api.example.com",
@@ -37,9 +41,16 @@ fn main() -> std::io::Result<()> {
             .to_string()
             .as_bytes(),
     );
-    let jwks_resp = response(serde_json::json!({"keys": [key.jwk]}).to_string().as_bytes());
+    let jwks_resp = response(
+        serde_json::json!({"keys": [key.jwk]})
+            .to_string()
+            .as_bytes(),
+    );
     let other_resp = response(br#"{"ok":true}"#);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         println!("LISTENING {}", listener.local_addr()?.port());

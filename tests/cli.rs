@@ -140,7 +140,7 @@ fn every_config_the_repo_ships_passes_check() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "toml") {
+            } else if p.file_name().is_some_and(|x| x == "tokenhook.toml") {
                 configs.push(p);
             }
         }
@@ -151,16 +151,21 @@ fn every_config_the_repo_ships_passes_check() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("k.pem");
         run_cli(&["keys", "generate", "--out", key.to_str().unwrap()], &[]);
-        let (code, out, err) = run_cli(
-            &["check", "--config", path.to_str().unwrap()],
-            &[
-                ("TOKENHOOK_SIGNING_KEYS", key.to_str().unwrap()),
-                (
-                    "TOKENHOOK_HOOKS_DIR",
-                    repo().join("hooks").to_str().unwrap(),
-                ),
-            ],
-        );
+        // Key paths point into the pod; put real files in their place.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let key = key.to_str().unwrap();
+        let hooks = repo().join("hooks");
+        let mut env = vec![("TOKENHOOK_HOOKS_DIR", hooks.to_str().unwrap())];
+        if text.contains("active =") {
+            env.extend([
+                ("TOKENHOOK_SIGNING_ACTIVE", key),
+                ("TOKENHOOK_SIGNING_NEXT", key),
+                ("TOKENHOOK_SIGNING_RETIRED", key),
+            ]);
+        } else {
+            env.push(("TOKENHOOK_SIGNING_KEYS", key));
+        }
+        let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &env);
         assert_eq!(code, 0, "{cfg}: {err}");
         assert!(out.contains("hook seed"), "{out}");
     }

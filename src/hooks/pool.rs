@@ -1,19 +1,23 @@
 //! The hook worker pool: N child processes of this binary, each running one engine with
 //! the hook compiled once, fed through a bounded queue with a oneshot reply.
 //!
+//! Each worker process is driven by a plain thread doing blocking pipe I/O: a call costs
+//! one wake-up of that thread, the pipe round trip, and the reply's wake-up of the
+//! waiting request, with no async runtime in between (measured in `benches/hot_path.rs`).
+//!
 //! Bounds, and how they are enforced:
-//! - time: the pool waits for a worker's answer until the hook's limit (plus a small
-//!   grace); past it the worker is killed (SIGKILL) and replaced, so a runaway regex or
-//!   native builtin stops burning CPU at once. Timer-bound hooks answer their own timeout.
+//! - time: a watchdog thread kills (SIGKILL) a worker still running a call past its
+//!   limit plus a small grace, so a runaway regex or native builtin stops burning CPU at
+//!   once; the worker is replaced. Timer-bound hooks answer their own timeout.
 //! - memory: each worker runs under RLIMIT_AS (`hooks.memory_limit_mb`); an allocation
 //!   past it aborts the worker, which fails that request and is replaced.
 //! - plain-JS loops and recursion: Boa's runtime limits end them inside the worker
 //!   with a clear error, without a restart.
 //! - stuck workers: a call still running after 100 ms while other calls wait is set
 //!   aside (it still answers its own client, by its deadline at the latest, and its
-//!   process is then killed) and the slot starts a fresh worker, so runaway hooks on
-//!   every worker at once do not stall other clients. At most
-//!   `hooks.max_stuck_workers` calls are set aside at a time; beyond, calls wait.
+//!   process is then killed) and a fresh worker takes its place, so runaway hooks on
+//!   every worker at once do not stall other clients. At most `hooks.max_stuck_workers`
+//!   calls are set aside at a time; beyond, calls wait.
 //! - queue: `hooks.queue` pending calls; beyond, 503 `temporarily_unavailable`.
 //! - replacements: a worker that keeps failing to start is retried with backoff, never
 //!   in a tight loop; readiness fails while no worker is up.
@@ -23,12 +27,13 @@ use super::manifest::HookSpec;
 use super::protocol::{self, Done, FromWorker, ToWorker};
 use crate::config::HooksConfig;
 use crate::error::OAuthError;
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// How the pool starts a worker process.
 #[derive(Debug, Clone)]
@@ -61,97 +66,185 @@ pub(crate) struct Job {
     pub reply: tokio::sync::oneshot::Sender<Result<Done, String>>,
 }
 
-struct Init {
-    msg: Vec<u8>,
-    command: WorkerCommand,
+/// A call that has run this long while others wait is treated as stuck (hook calls
+/// normally take microseconds to a few milliseconds).
+const STUCK_AFTER: Duration = Duration::from_millis(100);
+/// How long a worker may take to start and compile the hook.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One worker process. Dropping it kills and reaps the process.
 struct Worker {
-    child: Child,
+    child: Arc<Mutex<Child>>,
     stdin: ChildStdin,
-    stdout: ChildStdout,
+    stdout: BufReader<ChildStdout>,
+    stats: Arc<PoolStats>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let mut c = lock(&self.child);
+        let _ = c.kill();
+        let _ = c.wait();
+        self.stats.up.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Worker {
-    async fn spawn(init: &Init) -> Result<(Worker, Form), String> {
-        let mut child = tokio::process::Command::new(&init.command.program)
-            .args(&init.command.args)
+    fn spawn(shared: &Shared) -> Result<(Worker, Form), String> {
+        let mut child = std::process::Command::new(&shared.command.program)
+            .args(&shared.command.args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start a hook worker: {e}"))?;
-        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err("hook worker has no pipes".into());
         };
-        stdin
-            .write_all(&init.msg)
-            .await
-            .map_err(|e| format!("hook worker did not take its hook: {e}"))?;
-        stdin.flush().await.map_err(|e| e.to_string())?;
-        let first = tokio::time::timeout(
-            Duration::from_secs(30),
-            protocol::read_async::<FromWorker>(&mut stdout),
-        )
-        .await
-        .map_err(|_| "hook worker did not start within 30 s".to_owned())?
-        .map_err(|e| format!("hook worker exited while starting: {e}"))?;
+        shared.stats.up.fetch_add(1, Ordering::Relaxed);
+        let mut w = Worker {
+            child: Arc::new(Mutex::new(child)),
+            stdin,
+            stdout: BufReader::new(stdout),
+            stats: shared.stats.clone(),
+        };
+        // The watchdog bounds the start too (a hook whose top level never ends).
+        let token = shared.watch(&w, Instant::now() + START_LIMIT);
+        let first = w
+            .stdin
+            .write_all(&shared.init)
+            .and_then(|_| w.stdin.flush())
+            .map_err(|e| format!("hook worker did not take its hook: {e}"))
+            .and_then(|_| {
+                protocol::read_blocking::<FromWorker>(&mut w.stdout)
+                    .map_err(|e| format!("hook worker failed while starting: {e}"))
+            });
+        let killed = shared.unwatch(token).killed;
         match first {
-            FromWorker::Ready { form } => {
+            _ if killed => Err(format!(
+                "hook worker did not start within {} s",
+                START_LIMIT.as_secs()
+            )),
+            Ok(Some(FromWorker::Ready { form })) => {
                 let form = if form == "action" {
                     Form::Action
                 } else {
                     Form::Legacy
                 };
-                Ok((
-                    Worker {
-                        child,
-                        stdin,
-                        stdout,
-                    },
-                    form,
-                ))
+                Ok((w, form))
             }
-            FromWorker::CompileError { message } => Err(message),
-            FromWorker::Done(_) => Err("hook worker answered out of turn".into()),
+            Ok(Some(FromWorker::CompileError { message })) => Err(message),
+            Ok(Some(FromWorker::Done(_))) => Err("hook worker answered out of turn".into()),
+            Ok(None) => Err(w.exit_reason("exited while starting")),
+            Err(e) => Err(e),
         }
     }
 
-    async fn call(&mut self, input: serde_json::Value, timeout: Duration) -> Result<Done, String> {
+    fn call(&mut self, input: serde_json::Value, limit: Duration) -> Result<Done, ()> {
         let msg = protocol::encode(&ToWorker::Call {
             input,
-            timeout_ms: timeout.as_millis() as u64,
+            timeout_ms: limit.as_millis() as u64,
         });
-        self.stdin
-            .write_all(&msg)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.stdin.flush().await.map_err(|e| e.to_string())?;
-        match protocol::read_async::<FromWorker>(&mut self.stdout).await {
-            Ok(FromWorker::Done(d)) => Ok(d),
-            Ok(_) => Err("hook worker answered out of turn".into()),
-            Err(_) => Err(self.exit_reason().await),
+        self.stdin.write_all(&msg).map_err(|_| ())?;
+        self.stdin.flush().map_err(|_| ())?;
+        match protocol::read_blocking::<FromWorker>(&mut self.stdout) {
+            Ok(Some(FromWorker::Done(d))) => Ok(d),
+            _ => Err(()),
         }
     }
 
-    async fn exit_reason(&mut self) -> String {
+    fn exit_reason(&self, what: &str) -> String {
         use std::os::unix::process::ExitStatusExt;
-        match tokio::time::timeout(Duration::from_millis(500), self.child.wait()).await {
-            Ok(Ok(status)) => match status.signal() {
-                Some(6) => {
-                    "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced".into()
+        let mut c = lock(&self.child);
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    return match status.signal() {
+                        Some(6) => {
+                            "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced"
+                                .into()
+                        }
+                        Some(sig) => {
+                            format!("hook worker was killed by signal {sig} and was replaced")
+                        }
+                        None => format!("hook worker {what} ({status}) and was replaced"),
+                    };
                 }
-                Some(sig) => format!("hook worker was killed by signal {sig} and was replaced"),
-                None => format!("hook worker exited with {status} and was replaced"),
-            },
-            _ => "hook worker stopped answering and was replaced".into(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return "hook worker stopped answering and was replaced".into(),
+            }
         }
     }
+}
 
-    async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+/// A call in progress, as the watchdog sees it.
+struct Watched {
+    started: Instant,
+    deadline: Instant,
+    child: Arc<Mutex<Child>>,
+    killed: bool,
+    set_aside: Arc<AtomicBool>,
+    /// Whether the watchdog may set this call aside (real calls, not starts).
+    is_call: bool,
+}
+
+struct Unwatched {
+    killed: bool,
+}
+
+/// What every slot thread and the watchdog share.
+struct Shared {
+    init: Vec<u8>,
+    command: WorkerCommand,
+    rx: async_channel::Receiver<Job>,
+    stats: Arc<PoolStats>,
+    grace: Duration,
+    max_aside: usize,
+    aside: AtomicUsize,
+    watched: Mutex<HashMap<u64, Watched>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn watch(&self, w: &Worker, deadline: Instant) -> u64 {
+        self.watch_inner(w, deadline, false, Arc::default())
+    }
+
+    fn watch_inner(
+        &self,
+        w: &Worker,
+        deadline: Instant,
+        is_call: bool,
+        set_aside: Arc<AtomicBool>,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.watched).insert(
+            id,
+            Watched {
+                started: Instant::now(),
+                deadline,
+                child: w.child.clone(),
+                killed: false,
+                set_aside,
+                is_call,
+            },
+        );
+        id
+    }
+
+    fn unwatch(&self, id: u64) -> Unwatched {
+        let killed = lock(&self.watched).remove(&id).is_some_and(|w| w.killed);
+        Unwatched { killed }
     }
 }
 
@@ -159,9 +252,16 @@ impl Worker {
 /// then exit and their processes are reaped.
 pub struct Pool {
     tx: async_channel::Sender<Job>,
+    shared: Arc<Shared>,
     pub stats: Arc<PoolStats>,
     pub form: Form,
-    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.tx.close();
+        self.shared.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Pool {
@@ -174,8 +274,9 @@ impl Pool {
         stats: Arc<PoolStats>,
     ) -> Result<Pool, String> {
         let secrets = serde_json::to_string(&spec.secrets).unwrap_or_else(|_| "{}".into());
-        let init = Arc::new(Init {
-            msg: protocol::encode(&ToWorker::Init {
+        let (tx, rx) = async_channel::bounded::<Job>(cfg.queue);
+        let shared = Arc::new(Shared {
+            init: protocol::encode(&ToWorker::Init {
                 source: spec.source.clone(),
                 secrets,
                 memory_limit_bytes: cfg.memory_limit_bytes,
@@ -183,82 +284,56 @@ impl Pool {
                 recursion: cfg.recursion_limit,
             }),
             command,
+            rx,
+            stats: stats.clone(),
+            grace: cfg.kill_grace,
+            max_aside: cfg.max_stuck_workers,
+            aside: AtomicUsize::new(0),
+            watched: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         });
-        let (tx, rx) = async_channel::bounded::<Job>(cfg.queue);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Form, String>>();
-        let workers = cfg.workers.max(1);
-        let grace = cfg.kill_grace;
-        let max_aside = cfg.max_stuck_workers;
-        let stats2 = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("hook-pool-{}", spec.name))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let mut spawning = tokio::task::JoinSet::new();
-                    for _ in 0..workers {
-                        let init = init.clone();
-                        spawning.spawn(async move { Worker::spawn(&init).await });
-                    }
-                    let mut started = Vec::new();
-                    while let Some(r) = spawning.join_next().await {
-                        match r.map_err(|e| e.to_string()).and_then(|r| r) {
-                            Ok((w, form)) => {
-                                let _ = ready_tx.send(Ok(form));
-                                started.push(w);
-                            }
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                            }
-                        }
-                    }
-                    if started.len() < workers {
-                        for w in started {
-                            w.kill().await;
-                        }
-                        return;
-                    }
-                    let local = tokio::task::LocalSet::new();
-                    let aside = Arc::new(AtomicUsize::new(0));
-                    for w in started {
-                        stats2.up.fetch_add(1, Ordering::Relaxed);
-                        local.spawn_local(slot(
-                            w,
-                            init.clone(),
-                            rx.clone(),
-                            stats2.clone(),
-                            grace,
-                            aside.clone(),
-                            max_aside,
-                        ));
-                    }
-                    drop(rx);
-                    local.await;
-                });
+        std::thread::Builder::new()
+            .name(format!("hook-watchdog-{}", spec.name))
+            .spawn({
+                let shared = shared.clone();
+                move || watchdog(&shared)
             })
             .map_err(|e| e.to_string())?;
+        // Start every worker at once; all must compile the hook.
+        let starting: Vec<_> = (0..cfg.workers.max(1))
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::spawn(move || Worker::spawn(&shared))
+            })
+            .collect();
+        let mut workers = Vec::new();
         let mut form = Form::Legacy;
-        for _ in 0..workers {
-            match ready_rx.recv() {
-                Ok(Ok(f)) => form = f,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err("hook pool stopped while starting".into()),
+        let mut failure = None;
+        for h in starting {
+            match h
+                .join()
+                .unwrap_or_else(|_| Err("hook worker start panicked".into()))
+            {
+                Ok((w, f)) => {
+                    form = f;
+                    workers.push(w);
+                }
+                Err(e) => failure = Some(e),
             }
+        }
+        if let Some(e) = failure {
+            shared.closed.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        for w in workers {
+            spawn_slot(&shared, Some(w)).map_err(|e| e.to_string())?;
         }
         Ok(Pool {
             tx,
+            shared,
             stats,
             form,
-            _thread: thread,
         })
     }
 
@@ -287,74 +362,45 @@ impl Pool {
     }
 }
 
-/// A call that has run this long while others wait is treated as stuck: its worker is
-/// set aside to finish (or be killed at its deadline) and the slot starts a fresh one.
-/// Hook calls normally take microseconds to a few milliseconds.
-const STUCK_AFTER: Duration = Duration::from_millis(100);
-
-/// One call on `w`, bounded by `limit` + `grace`; the worker comes back only if it is
-/// still sound.
-async fn run_call(
-    mut w: Worker,
-    input: serde_json::Value,
-    limit: Duration,
-    grace: Duration,
-) -> (Option<Worker>, Result<Done, String>) {
-    match tokio::time::timeout(limit + grace, w.call(input, limit)).await {
-        Ok(Ok(done)) => (Some(w), Ok(done)),
-        Ok(Err(reason)) => {
-            w.kill().await;
-            (None, Err(reason))
-        }
-        Err(_) => {
-            // Still running past its limit: a native builtin or regex that Boa cannot
-            // interrupt. Only killing the process stops it.
-            w.kill().await;
-            (
-                None,
-                Ok(Done {
-                    outcome: RawOutcome::TimedOut,
-                    logs: Vec::new(),
-                }),
-            )
-        }
-    }
+fn spawn_slot(shared: &Arc<Shared>, worker: Option<Worker>) -> std::io::Result<()> {
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name("hook-slot".into())
+        .spawn(move || slot(&shared, worker))
+        .map(|_| ())
 }
 
-/// One worker slot: takes jobs, and replaces its process when it dies, overruns, or is
-/// set aside as stuck while other calls wait (at most `max_aside` at once per pool).
-async fn slot(
-    worker: Worker,
-    init: Arc<Init>,
-    rx: async_channel::Receiver<Job>,
-    stats: Arc<PoolStats>,
-    grace: Duration,
-    aside: Arc<AtomicUsize>,
-    max_aside: usize,
-) {
-    let mut worker = Some(worker);
+fn timed_out() -> Result<Done, String> {
+    Ok(Done {
+        outcome: RawOutcome::TimedOut,
+        logs: Vec::new(),
+    })
+}
+
+/// One worker slot: takes jobs, and replaces its process when it dies or overruns. A
+/// slot whose call was set aside ends after that call (a new slot took its place).
+fn slot(shared: &Shared, mut worker: Option<Worker>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if worker.is_none() {
-            match Worker::spawn(&init).await {
+            match Worker::spawn(shared) {
                 Ok((w, _)) => {
                     worker = Some(w);
-                    stats.up.fetch_add(1, Ordering::Relaxed);
                     backoff = Duration::from_millis(50);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start a hook worker; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if rx.is_closed() && rx.is_empty() {
+                    if shared.closed.load(Ordering::Relaxed) {
                         return;
                     }
+                    tracing::error!(error = %e, "cannot start a hook worker; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             }
         }
-        let Ok(job) = rx.recv().await else {
-            break;
+        let Ok(job) = shared.rx.recv_blocking() else {
+            return;
         };
         let now = Instant::now();
         if job.reply.is_closed() {
@@ -362,72 +408,77 @@ async fn slot(
         }
         if now >= job.deadline {
             // Its whole time limit went by in the queue.
-            let _ = job.reply.send(Ok(Done {
-                outcome: RawOutcome::TimedOut,
-                logs: Vec::new(),
-            }));
+            let _ = job.reply.send(timed_out());
             continue;
         }
-        let Some(w) = worker.take() else { continue };
-        stats.busy.fetch_add(1, Ordering::Relaxed);
-        let limit = job.deadline - now;
-        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_local(async move {
-            let _ = done_tx.send(run_call(w, job.input, limit, grace).await);
-        });
-        let started = Instant::now();
-        let finished = loop {
-            tokio::select! {
-                r = &mut done_rx => break r.ok(),
-                _ = tokio::time::sleep(STUCK_AFTER / 2) => {
-                    let waiting = !rx.is_empty();
-                    if waiting && started.elapsed() >= STUCK_AFTER
-                        && aside.fetch_add(1, Ordering::Relaxed) < max_aside
-                    {
-                        break None;
-                    }
-                    if waiting && started.elapsed() >= STUCK_AFTER {
-                        aside.fetch_sub(1, Ordering::Relaxed);
-                    }
-                }
-            }
+        let Some(w) = worker.as_mut() else { continue };
+        let set_aside = Arc::new(AtomicBool::new(false));
+        let id = shared.watch_inner(w, job.deadline + shared.grace, true, set_aside.clone());
+        shared.stats.busy.fetch_add(1, Ordering::Relaxed);
+        let result = w.call(job.input, job.deadline - now);
+        shared.stats.busy.fetch_sub(1, Ordering::Relaxed);
+        let killed = shared.unwatch(id).killed;
+        let reply = match result {
+            Ok(done) => Ok(done),
+            // Still running past its limit (a native builtin or regex Boa cannot
+            // interrupt): the watchdog killed it.
+            Err(()) if killed => timed_out(),
+            Err(()) => Err(w.exit_reason("exited")),
         };
-        match finished {
-            Some((back, result)) => {
-                stats.busy.fetch_sub(1, Ordering::Relaxed);
-                if back.is_none() {
-                    stats.up.fetch_sub(1, Ordering::Relaxed);
-                    stats.replaced.fetch_add(1, Ordering::Relaxed);
-                }
-                worker = back;
-                let _ = job.reply.send(result);
-            }
-            None => {
-                // Set the stuck call aside: it answers its own client when it ends (by
-                // its deadline at the latest), then its process goes.
-                let (stats2, aside2) = (stats.clone(), aside.clone());
-                let reply = job.reply;
-                tokio::task::spawn_local(async move {
-                    let result = match done_rx.await {
-                        Ok((back, result)) => {
-                            if let Some(w) = back {
-                                w.kill().await;
-                            }
-                            result
-                        }
-                        Err(_) => Err("hook worker stopped".to_owned()),
-                    };
-                    stats2.busy.fetch_sub(1, Ordering::Relaxed);
-                    stats2.up.fetch_sub(1, Ordering::Relaxed);
-                    stats2.replaced.fetch_add(1, Ordering::Relaxed);
-                    aside2.fetch_sub(1, Ordering::Relaxed);
-                    let _ = reply.send(result);
-                });
-            }
+        let broken = reply.is_err() || killed;
+        let _ = job.reply.send(reply);
+        let aside = set_aside.load(Ordering::Relaxed);
+        if broken || aside {
+            shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
+            worker = None; // killed and reaped by Drop
+        }
+        if aside {
+            shared.aside.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
     }
-    if let Some(w) = worker.take() {
-        stats.up.fetch_sub(1, Ordering::Relaxed);
-        w.kill().await;
+}
+
+/// Kills workers past their deadline and sets stuck calls aside while others wait.
+fn watchdog(shared: &Arc<Shared>) {
+    loop {
+        let idle = {
+            let mut watched = lock(&shared.watched);
+            if shared.closed.load(Ordering::Relaxed) && watched.is_empty() && shared.rx.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            let waiting = !shared.rx.is_empty();
+            for w in watched.values_mut() {
+                if !w.killed && now >= w.deadline {
+                    w.killed = true;
+                    let _ = lock(&w.child).kill();
+                } else if w.is_call
+                    && waiting
+                    && !w.set_aside.load(Ordering::Relaxed)
+                    && now.duration_since(w.started) >= STUCK_AFTER
+                    && shared.aside.fetch_add(1, Ordering::Relaxed) < shared.max_aside
+                {
+                    w.set_aside.store(true, Ordering::Relaxed);
+                    if spawn_slot(shared, None).is_err() {
+                        w.set_aside.store(false, Ordering::Relaxed);
+                        shared.aside.fetch_sub(1, Ordering::Relaxed);
+                    }
+                } else if w.is_call
+                    && waiting
+                    && !w.set_aside.load(Ordering::Relaxed)
+                    && now.duration_since(w.started) >= STUCK_AFTER
+                {
+                    // Over the bound: undo the reservation made by the check above.
+                    shared.aside.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            watched.is_empty()
+        };
+        std::thread::sleep(if idle {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(10)
+        });
     }
 }

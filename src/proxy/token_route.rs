@@ -332,7 +332,8 @@ async fn enrich(
     let signed = if key.is_cheap_to_sign() {
         Ok(crate::token::sign(&key, typ.as_deref(), &payload))
     } else {
-        tokio::task::spawn_blocking(move || crate::token::sign(&key, typ.as_deref(), &payload)).await
+        tokio::task::spawn_blocking(move || crate::token::sign(&key, typ.as_deref(), &payload))
+            .await
     };
     ctx.stages.sign = timed(app, Stage::Sign, t);
     let token = match signed {

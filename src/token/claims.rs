@@ -450,8 +450,15 @@ mod tests {
         // The same limit for Actions.
         let mut claims = Map::new();
         claims.insert("big".into(), json!("x".repeat(MAX_CUSTOM_CLAIMS_BYTES)));
-        let effect = HookEffect { claims, scope: None, form: EffectForm::Action };
-        assert!(matches!(apply(payload(), effect, STRICT), Err(ClaimsError::TooLarge(_))));
+        let effect = HookEffect {
+            claims,
+            scope: None,
+            form: EffectForm::Action,
+        };
+        assert!(matches!(
+            apply(payload(), effect, STRICT),
+            Err(ClaimsError::TooLarge(_))
+        ));
         // Ignored claims do not count toward the limit.
         let e = legacy_effect(Some(
             json!({"plain": "y".repeat(MAX_CUSTOM_CLAIMS_BYTES * 2)}),
