@@ -39,55 +39,33 @@ impl BackgroundService for JwksRefresher {
     }
 }
 
-/// Hot reload: polls the hooks folder; a change (including a Kubernetes ConfigMap update,
-/// which swaps a symlink) starts the new version beside the old and swaps it in only
-/// once it compiled, so no request fails and a broken version never serves.
-struct HookReloader {
+/// Runs `task` every `every` on the blocking pool (both reloads read files and may
+/// start processes) until shutdown. A zero interval disables it.
+///
+/// Used for hot reload of the hooks folder (a change, including a Kubernetes ConfigMap
+/// update that swaps a symlink, starts the new version beside the old and swaps it in
+/// only once it compiled, so no request fails and a broken version never serves) and of
+/// the key files (a rotated set is swapped in at once with its JWKS; a set that does not
+/// load is refused).
+struct Poller {
     app: Arc<App>,
+    every: Duration,
+    task: fn(&App),
 }
 
 #[async_trait]
-impl BackgroundService for HookReloader {
+impl BackgroundService for Poller {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let interval = self.app.config.hooks.reload_interval;
-        if interval.is_zero() {
+        if self.every.is_zero() {
             return;
         }
         loop {
             tokio::select! {
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(self.every) => {}
             }
-            let app = self.app.clone();
-            // Starting workers blocks until they compiled the hook.
-            let _ = tokio::task::spawn_blocking(move || {
-                app.reload_hooks(&|name| std::env::var(name).ok())
-            })
-            .await;
-        }
-    }
-}
-
-/// Key rotation: polls the key files; a rotated set is swapped in at once (the JWKS is
-/// re-serialized with it), a set that does not load is refused.
-struct KeyReloader {
-    app: Arc<App>,
-}
-
-#[async_trait]
-impl BackgroundService for KeyReloader {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let interval = self.app.config.signing.reload_interval;
-        if interval.is_zero() {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => if *shutdown.borrow() { return },
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let app = self.app.clone();
-            let _ = tokio::task::spawn_blocking(move || app.reload_keys()).await;
+            let (app, task) = (self.app.clone(), self.task);
+            let _ = tokio::task::spawn_blocking(move || task(&app)).await;
         }
     }
 }
@@ -158,11 +136,23 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
     ));
     server.add_service(background_service(
         "key reload",
-        KeyReloader { app: app.clone() },
+        Poller {
+            app: app.clone(),
+            every: cfg.signing.reload_interval,
+            task: |app| {
+                app.reload_keys();
+            },
+        },
     ));
     server.add_service(background_service(
         "hook reload",
-        HookReloader { app: app.clone() },
+        Poller {
+            app: app.clone(),
+            every: cfg.hooks.reload_interval,
+            task: |app| {
+                app.reload_hooks(&|name| std::env::var(name).ok());
+            },
+        },
     ));
     for s in extra {
         server.add_boxed_service(s);

@@ -48,7 +48,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     out
 }
 
-/// Blocking read of one frame (the worker side).
+/// Blocking read of one frame.
 pub fn read_blocking<T: for<'de> Deserialize<'de>>(
     r: &mut impl std::io::Read,
 ) -> std::io::Result<Option<T>> {
@@ -69,25 +69,5 @@ pub fn read_blocking<T: for<'de> Deserialize<'de>>(
     r.read_exact(&mut buf)?;
     serde_json::from_slice(&buf)
         .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-/// Async read of one frame (the sidecar side).
-pub async fn read_async<T: for<'de> Deserialize<'de>>(
-    r: &mut (impl tokio::io::AsyncRead + Unpin),
-) -> std::io::Result<T> {
-    use tokio::io::AsyncReadExt;
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
-    }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await?;
-    serde_json::from_slice(&buf)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
