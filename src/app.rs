@@ -207,6 +207,13 @@ impl App {
         }
         match KeySet::load(&cfg.keys, cfg.algorithm, true) {
             Ok(set) => {
+                let before = self.keys();
+                let kid = &set.active().kid;
+                if !before.all().iter().any(|k| &k.key.kid == kid) {
+                    // Resource servers that cached the old JWKS reject its tokens until
+                    // they refetch: it should have been published as `next` first.
+                    tracing::warn!(active = %kid, "the new active key was not published before; stage keys as `next` first");
+                }
                 tracing::info!(
                     active = %set.active().kid,
                     published = set.all().len(),

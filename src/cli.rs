@@ -332,8 +332,19 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
             // Refuse to enable what would not run, as the sidecar would refuse to load it.
             let source = std::fs::read_to_string(dir.join(m.file_for(&name)))
                 .map_err(|e| usage(format!("cannot read hook {name:?}: {e}")))?;
-            if let Err(e) = crate::hooks::engine::Engine::compile(&source, "{}", Default::default())
-            {
+            // In a worker process with the configured limits, as the sidecar would.
+            let spec = crate::hooks::manifest::HookSpec {
+                name: name.clone(),
+                path: dir.join(m.file_for(&name)),
+                source,
+                timeout: hooks_cfg.timeout,
+                secrets: Default::default(),
+            };
+            let mut one = hooks_cfg.clone();
+            one.workers = 1;
+            let command = crate::hooks::pool::WorkerCommand::current_exe()
+                .map_err(|e| usage(format!("cannot locate the tokenhook binary: {e}")))?;
+            if let Err(e) = crate::hooks::HookPool::start(spec, &one, command) {
                 eprintln!("hook {name:?}: {e}");
                 return Err(ExitCode::FAILURE);
             }

@@ -407,7 +407,14 @@ fn metrics_count_routes_outcomes_and_stages() {
         "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
-    let m = sidecar.metrics();
+    // Requests are counted when their log line is written, just after the response:
+    // give the last one a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut m = sidecar.metrics();
+    while !m.contains(r#"route="jwks"} 1"#) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        m = sidecar.metrics();
+    }
     for line in [
         r#"tokenhook_requests_total{outcome="ok",route="token"} 1"#,
         r#"tokenhook_requests_total{outcome="upstream_denied",route="token"} 1"#,

@@ -120,6 +120,7 @@ pub struct Engine {
     poll: JsObject,
     finish: JsObject,
     fire: JsObject,
+    reset: JsObject,
 }
 
 fn describe(e: boa_engine::JsError) -> String {
@@ -138,9 +139,12 @@ impl Engine {
             .set_loop_iteration_limit(limits.loop_iterations);
         ctx.runtime_limits_mut()
             .set_recursion_limit(limits.recursion);
-        ctx.eval(Source::from_bytes(PRELUDE))
-            .map_err(|e| CompileError::Internal(describe(e)))?;
-        let driver = global_object(&mut ctx, "__tokenhook").map_err(CompileError::Internal)?;
+        // The prelude's completion value is the driver; it is never a global.
+        let driver = ctx
+            .eval(Source::from_bytes(PRELUDE))
+            .map_err(|e| CompileError::Internal(describe(e)))?
+            .as_object()
+            .ok_or_else(|| CompileError::Internal("the prelude returned no driver".into()))?;
         call_method(
             &mut ctx,
             &driver,
@@ -185,6 +189,9 @@ impl Engine {
         let poll = method(&mut ctx, "poll")?;
         let finish = method(&mut ctx, "finish")?;
         let fire = method(&mut ctx, "fireTimers")?;
+        let reset = method(&mut ctx, "reset")?;
+        // Whatever the hook's top level queued or printed belongs to no request.
+        let _ = reset.call(&JsValue::from(driver.clone()), &[], &mut ctx);
         Ok(Engine {
             ctx,
             form,
@@ -194,6 +201,7 @@ impl Engine {
             poll,
             finish,
             fire,
+            reset,
         })
     }
 
@@ -237,7 +245,11 @@ impl Engine {
                 Err(message) => return self.end(RawOutcome::Aborted { message }),
             };
             if let Some(state) = polled.state {
-                // Over: settled, or nothing queued and nothing pending (D8).
+                // Over: settled, or nothing queued and nothing pending (D8). Jobs that
+                // serializing the result queued (a toJSON method) run now and are
+                // dropped, so nothing of this request reaches the next.
+                let _ = self.ctx.run_jobs();
+                let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
                 return (
                     RawOutcome::Finished {
                         state: Box::new(state),
@@ -283,15 +295,6 @@ impl Engine {
             .ok_or("driver returned no JSON")?;
         serde_json::from_str(&text).map_err(|e| format!("bad driver state: {e}"))
     }
-}
-
-fn global_object(ctx: &mut Context, name: &str) -> Result<JsObject, String> {
-    let v = ctx
-        .global_object()
-        .get(JsString::from(name), ctx)
-        .map_err(describe)?;
-    v.as_object()
-        .ok_or_else(|| format!("{name} is not an object"))
 }
 
 fn call_method(

@@ -229,8 +229,10 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
         let header = "# Managed by `tokenhook hooks`; edits by hand are fine too.\n";
-        let tmp = dir.join(format!(".{MANIFEST}.tmp"));
-        std::fs::write(&tmp, format!("{header}{text}"))?;
+        let tmp = dir.join(format!(".{MANIFEST}.{}.tmp", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, format!("{header}{text}").as_bytes())?;
+        f.sync_all()?;
         std::fs::rename(tmp, dir.join(MANIFEST))
     }
 }

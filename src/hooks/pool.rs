@@ -95,8 +95,12 @@ impl Drop for Worker {
 
 impl Worker {
     fn spawn(shared: &Shared) -> Result<(Worker, Form), String> {
+        use std::os::unix::process::CommandExt;
         let mut child = std::process::Command::new(&shared.command.program)
             .args(&shared.command.args)
+            // Its own process group: a Ctrl-C meant for the sidecar's terminal does not
+            // kill workers mid-call; they end when the sidecar closes their stdin.
+            .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -205,11 +209,14 @@ struct Unwatched {
 struct Shared {
     init: Vec<u8>,
     command: WorkerCommand,
-    rx: async_channel::Receiver<Job>,
+    rx: crossbeam_channel::Receiver<Job>,
     stats: Arc<PoolStats>,
     grace: Duration,
     max_aside: usize,
     aside: AtomicUsize,
+    /// Slot threads alive, and how many there should be when nothing is stuck.
+    live: AtomicUsize,
+    target: usize,
     watched: Mutex<HashMap<u64, Watched>>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -251,7 +258,7 @@ impl Shared {
 /// The running pool. Dropping it closes the queue; workers finish their current call,
 /// then exit and their processes are reaped.
 pub struct Pool {
-    tx: async_channel::Sender<Job>,
+    tx: crossbeam_channel::Sender<Job>,
     shared: Arc<Shared>,
     pub stats: Arc<PoolStats>,
     pub form: Form,
@@ -259,7 +266,7 @@ pub struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.tx.close();
+        // Dropping `tx` disconnects the queue: slots finish what is queued, then end.
         self.shared.closed.store(true, Ordering::Relaxed);
     }
 }
@@ -274,7 +281,7 @@ impl Pool {
         stats: Arc<PoolStats>,
     ) -> Result<Pool, String> {
         let secrets = serde_json::to_string(&spec.secrets).unwrap_or_else(|_| "{}".into());
-        let (tx, rx) = async_channel::bounded::<Job>(cfg.queue);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.queue);
         let shared = Arc::new(Shared {
             init: protocol::encode(&ToWorker::Init {
                 source: spec.source.clone(),
@@ -289,6 +296,8 @@ impl Pool {
             grace: cfg.kill_grace,
             max_aside: cfg.max_stuck_workers,
             aside: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            target: cfg.workers.max(1),
             watched: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -327,7 +336,10 @@ impl Pool {
             return Err(e);
         }
         for w in workers {
-            spawn_slot(&shared, Some(w)).map_err(|e| e.to_string())?;
+            if let Err(e) = spawn_slot(&shared, Some(w)) {
+                shared.closed.store(true, Ordering::Relaxed);
+                return Err(e.to_string());
+            }
         }
         Ok(Pool {
             tx,
@@ -346,7 +358,7 @@ impl Pool {
                 "too many token requests in progress; retry shortly",
             );
             err.retry_after = Some(1);
-            if e.is_closed() {
+            if e.is_disconnected() {
                 err.description = "hook workers are not running".into();
             }
             err
@@ -363,11 +375,20 @@ impl Pool {
 }
 
 fn spawn_slot(shared: &Arc<Shared>, worker: Option<Worker>) -> std::io::Result<()> {
-    let shared = shared.clone();
+    let s = shared.clone();
+    shared.live.fetch_add(1, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("hook-slot".into())
-        .spawn(move || slot(&shared, worker))
+        .spawn(move || {
+            // A retired surplus slot has already taken itself out of the count.
+            if !slot(&s, worker) {
+                s.live.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
         .map(|_| ())
+        .inspect_err(|_| {
+            shared.live.fetch_sub(1, Ordering::Relaxed);
+        })
 }
 
 fn timed_out() -> Result<Done, String> {
@@ -377,11 +398,15 @@ fn timed_out() -> Result<Done, String> {
     })
 }
 
-/// One worker slot: takes jobs, and replaces its process when it dies or overruns. A
-/// slot whose call was set aside ends after that call (a new slot took its place).
-fn slot(shared: &Shared, mut worker: Option<Worker>) {
+/// One worker slot: takes jobs, and replaces its process when it dies or overruns.
+/// Slots beyond `target` (started while calls were stuck) end once the queue is empty.
+/// Returns true when the slot retired as surplus (and so left the count itself).
+fn slot(shared: &Shared, mut worker: Option<Worker>) -> bool {
     let mut backoff = Duration::from_millis(50);
     loop {
+        if shared.closed.load(Ordering::Relaxed) && shared.rx.is_empty() {
+            return false;
+        }
         if worker.is_none() {
             match Worker::spawn(shared) {
                 Ok((w, _)) => {
@@ -390,7 +415,7 @@ fn slot(shared: &Shared, mut worker: Option<Worker>) {
                 }
                 Err(e) => {
                     if shared.closed.load(Ordering::Relaxed) {
-                        return;
+                        return false;
                     }
                     tracing::error!(error = %e, "cannot start a hook worker; retrying");
                     std::thread::sleep(backoff);
@@ -399,8 +424,16 @@ fn slot(shared: &Shared, mut worker: Option<Worker>) {
                 }
             }
         }
-        let Ok(job) = shared.rx.recv_blocking() else {
-            return;
+        let job = match shared.rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(job) => job,
+            // Idle for a while: a slot started while calls were stuck is not needed.
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if retire_surplus(shared) {
+                    return true;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
         };
         let now = Instant::now();
         if job.reply.is_closed() {
@@ -427,16 +460,34 @@ fn slot(shared: &Shared, mut worker: Option<Worker>) {
         };
         let broken = reply.is_err() || killed;
         let _ = job.reply.send(reply);
-        let aside = set_aside.load(Ordering::Relaxed);
-        if broken || aside {
+        if set_aside.load(Ordering::Relaxed) {
+            // No longer stuck; a healthy worker keeps serving.
+            shared.aside.fetch_sub(1, Ordering::Relaxed);
+        }
+        if broken {
             shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
             worker = None; // killed and reaped by Drop
         }
-        if aside {
-            shared.aside.fetch_sub(1, Ordering::Relaxed);
-            return;
+        if shared.rx.is_empty() && retire_surplus(shared) {
+            return true;
         }
     }
+}
+
+/// Takes this slot out of the count if there are more slots than `target`; the
+/// compare-and-swap keeps two slots from both retiring below it.
+fn retire_surplus(shared: &Shared) -> bool {
+    let mut live = shared.live.load(Ordering::Relaxed);
+    while live > shared.target {
+        match shared
+            .live
+            .compare_exchange(live, live - 1, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return true,
+            Err(now) => live = now,
+        }
+    }
+    false
 }
 
 /// Kills workers past their deadline and sets stuck calls aside while others wait.
@@ -457,6 +508,7 @@ fn watchdog(shared: &Arc<Shared>) {
                     && waiting
                     && !w.set_aside.load(Ordering::Relaxed)
                     && now.duration_since(w.started) >= STUCK_AFTER
+                    && shared.live.load(Ordering::Relaxed) < shared.target + shared.max_aside
                     && shared.aside.fetch_add(1, Ordering::Relaxed) < shared.max_aside
                 {
                     w.set_aside.store(true, Ordering::Relaxed);
@@ -468,6 +520,7 @@ fn watchdog(shared: &Arc<Shared>) {
                     && waiting
                     && !w.set_aside.load(Ordering::Relaxed)
                     && now.duration_since(w.started) >= STUCK_AFTER
+                    && shared.live.load(Ordering::Relaxed) < shared.target + shared.max_aside
                 {
                     // Over the bound: undo the reservation made by the check above.
                     shared.aside.fetch_sub(1, Ordering::Relaxed);

@@ -21,7 +21,19 @@ globalThis.require = function (name) {
   throw new Error("Cannot find module '" + String(name) + "': tokenhook hooks cannot load npm modules");
 };
 
+// The driver is the completion value of this script, never a global: a hook cannot
+// reach it to forge results or change its secrets. The built-ins it relies on are
+// captured now, so a hook that replaces them later only affects its own values.
 (function () {
+  const stringify = JSON.stringify;
+  const now = Date.now;
+  const assign = Object.assign;
+  const keysOf = Object.keys;
+  function without(list, drop) {
+    const out = [];
+    for (let i = 0; i < list.length; i++) if (!drop(list[i])) out[out.length] = list[i];
+    return out;
+  }
   const MAX_LOG_LINES = 100;
   const MAX_LOG_CHARS = 1024;
   let logs = [];
@@ -34,12 +46,14 @@ globalThis.require = function (name) {
     if (typeof fn !== "function") throw new TypeError("setTimeout needs a function");
     const extra = Array.prototype.slice.call(arguments, 2);
     const id = ++timerSeq;
-    const delay = Math.max(0, Number(ms) || 0);
-    timers.push({ id: id, due: Date.now() + delay, fn: fn, args: extra });
+    // As Node: a delay that is not a finite number up to 2^31-1 ms counts as 1 ms.
+    let delay = Number(ms);
+    if (!(delay >= 0 && delay <= 2147483647)) delay = 1;
+    timers.push({ id: id, due: now() + delay, fn: fn, args: extra });
     return id;
   };
   globalThis.clearTimeout = function (id) {
-    timers = timers.filter(function (t) { return t.id !== id; });
+    timers = without(timers, function (t) { return t.id === id; });
   };
   globalThis.setImmediate = function (fn) {
     return globalThis.setTimeout.apply(null, [fn, 0].concat(Array.prototype.slice.call(arguments, 1)));
@@ -47,7 +61,7 @@ globalThis.require = function (name) {
   function show(v) {
     if (typeof v === "string") return v;
     try {
-      const s = JSON.stringify(v);
+      const s = stringify(v);
       return s === undefined ? String(v) : s;
     } catch (e) {
       return String(v);
@@ -100,7 +114,7 @@ globalThis.require = function (name) {
     state.result = value;
   }
 
-  globalThis.__tokenhook = {
+  const driver = {
     hook: function () {
       const m = globalThis.module.exports;
       if (typeof m === "function") return { form: "legacy", fn: m };
@@ -122,7 +136,7 @@ globalThis.require = function (name) {
       if (req.user_agent !== undefined) context.userAgent = req.user_agent;
       // A copy per call: one request's hook must not see another's mutations.
       context.webtask = {
-        secrets: Object.assign({}, secrets),
+        secrets: assign({}, secrets),
         body: { client: input.client, scope: input.scope, audience: input.audience },
       };
       input.context = context;
@@ -149,7 +163,7 @@ globalThis.require = function (name) {
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
     action: function (fn, input) {
       const state = newState();
-      state.claims = {};
+      state.claims = Object.create(null);
       state.deny = null;
       state.target_changed = false;
       state.target_scopes = [];
@@ -161,7 +175,7 @@ globalThis.require = function (name) {
       const customClaims = {};
       const event = {
         accessToken: { scope: granted.slice(), customClaims: customClaims },
-        client: { client_id: client.id, name: client.name, metadata: Object.assign({}, client.metadata || {}) },
+        client: { client_id: client.id, name: client.name, metadata: assign({}, client.metadata || {}) },
         request: {
           body: req.body || {},
           ip: req.ip,
@@ -176,7 +190,7 @@ globalThis.require = function (name) {
         transaction: {
           requested_scopes: Array.isArray(input.requested_scope) ? input.requested_scope.slice() : [],
         },
-        secrets: Object.assign({}, secrets),
+        secrets: assign({}, secrets),
       };
       Object.defineProperty(event.transaction, "target_scopes", {
         enumerable: true,
@@ -195,11 +209,12 @@ globalThis.require = function (name) {
       }
 
       // api.cache: a snapshot of the shared store; writes are sent back to it.
-      const now = Number(input.now) || Date.now();
-      const store = {};
+      const started = Number(input.now) || now();
+      // No prototype: keys like "constructor" or "__proto__" are plain entries.
+      const store = Object.create(null);
       const seed = input.cache || {};
-      for (const k of Object.keys(seed)) {
-        if (seed[k] && seed[k].expires_at > now) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
+      for (const k of keysOf(seed)) {
+        if (seed[k] && seed[k].expires_at > started) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
       }
       function byteLength(s) {
         let n = 0;
@@ -212,7 +227,7 @@ globalThis.require = function (name) {
       const cacheApi = {
         get: function (key) {
           const e = store[String(key)];
-          if (!e || e.expires_at <= Date.now()) return undefined;
+          if (!e || e.expires_at <= now()) return undefined;
           return { value: e.value, expires_at: e.expires_at };
         },
         set: function (key, value, options) {
@@ -220,15 +235,15 @@ globalThis.require = function (name) {
           if (typeof value !== "string") return { type: "error", code: "INVALID_VALUE" };
           if (byteLength(key) > 64) return { type: "error", code: "KEY_TOO_LARGE" };
           if (byteLength(value) > 4096) return { type: "error", code: "VALUE_TOO_LARGE" };
-          const t = Date.now();
+          const t = now();
           let exp = t + 15 * 60 * 1000;
           const o = options || {};
           const candidates = [];
           if (typeof o.ttl === "number" && o.ttl > 0) candidates.push(t + o.ttl);
           if (typeof o.expires_at === "number" && o.expires_at > t) candidates.push(o.expires_at);
           if (candidates.length) exp = Math.min.apply(null, candidates);
-          exp = Math.min(exp, t + 24 * 60 * 60 * 1000);
-          const keys = Object.keys(store).filter(function (k) { return store[k].expires_at > t; });
+          exp = Math.floor(Math.min(exp, t + 24 * 60 * 60 * 1000));
+          const keys = without(keysOf(store), function (k) { return store[k].expires_at <= t; });
           if (!(key in store) && keys.length >= 20) return { type: "error", code: "TOO_MANY_ENTRIES" };
           let total = byteLength(key) + byteLength(value);
           for (const k of keys) if (k !== key) total += byteLength(k) + byteLength(store[k].value);
@@ -275,7 +290,7 @@ globalThis.require = function (name) {
         },
         removeTargetScope: function (s) {
           checkScope(s);
-          target = target.filter(function (x) { return x !== s; });
+          target = without(target, function (x) { return x === s; });
           changed();
           return api;
         },
@@ -323,14 +338,14 @@ globalThis.require = function (name) {
       if (timers.length === 0) return -1;
       let due = Infinity;
       for (const t of timers) if (t.due < due) due = t.due;
-      return Math.max(0, due - Date.now());
+      return Math.max(0, due - now());
     },
     // Fires every due timer, earliest first. A throwing timer callback is an uncaught
     // exception, as in Node: it fails the invocation.
     fireTimers: function (state) {
-      const now = Date.now();
-      const due = timers.filter(function (t) { return t.due <= now; }).sort(function (a, b) { return a.due - b.due || a.id - b.id; });
-      timers = timers.filter(function (t) { return t.due > now; });
+      const t0 = now();
+      const due = without(timers, function (t) { return t.due > t0; }).sort(function (a, b) { return a.due - b.due || a.id - b.id; });
+      timers = without(timers, function (t) { return t.due <= t0; });
       for (const t of due) {
         try {
           t.fn.apply(null, t.args);
@@ -347,14 +362,14 @@ globalThis.require = function (name) {
     // as JSON, and whatever it left behind dropped so it cannot run during the next
     // one), or the milliseconds until its next timer.
     poll: function (state) {
-      const next = state.done ? -1 : globalThis.__tokenhook.nextTimer();
+      const next = state.done ? -1 : driver.nextTimer();
       if (next >= 0) return '{"next":' + next + "}";
-      return globalThis.__tokenhook.finish(state);
+      return driver.finish(state);
     },
     finish: function (state) {
       let out;
       try {
-        out = JSON.stringify({ state: state === undefined ? null : state, next: -1, logs: logs });
+        out = stringify({ state: state === undefined ? null : state, next: -1, logs: logs });
       } catch (e) {
         // A cyclic or BigInt value in the result or a claim (D11 cannot convert it).
         state.result = undefined;
@@ -362,11 +377,18 @@ globalThis.require = function (name) {
         if (!state.error) {
           state.error = { name: "Error", message: "hook result is not serializable: " + describe(e).message };
         }
-        out = JSON.stringify({ state: state, next: -1, logs: logs });
+        out = stringify({ state: state, next: -1, logs: logs });
       }
       logs = [];
       timers = [];
       return out;
     },
+    // Drops console lines and timers that ran outside any invocation (the hook's top
+    // level, or jobs queued by its toJSON methods while the result was serialized).
+    reset: function () {
+      logs = [];
+      timers = [];
+    },
   };
+  return driver;
 })();

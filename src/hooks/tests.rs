@@ -503,3 +503,45 @@ fn action_cache_is_shared_across_calls_with_auth0_limits() {
     );
     assert_eq!(claims_of(&pool2.invoke(&call()))["https://x/after"], true);
 }
+
+#[test]
+fn hooks_cannot_reach_the_driver_or_leak_into_the_next_call() {
+    // The driver is not a global; replacing built-ins only affects the hook's own values.
+    let inv = run(&legacy(
+        "var seen = typeof __tokenhook; JSON.stringify = function () { return '{}'; }; \
+         Array.prototype.filter = function () { return []; }; cb(null, {'https://x/t': seen, scope: scope});",
+    ));
+    assert_eq!(claims_of(&inv)["https://x/t"], "undefined");
+    assert_eq!(inv.result.unwrap().scope, Some(vec!["read".into()]));
+    // Top-level console lines and timers belong to no request; jobs queued while the
+    // result is serialized do not reach the next call.
+    let pool = pool_with(
+        "console.log('top level'); setTimeout(function () { throw new Error('stray'); }, 0); \
+         module.exports = function (client, scope, audience, context, cb) { \
+           console.log('call for', context.body.who); \
+           cb(null, {'https://x/r': {toJSON: function () { Promise.resolve().then(function () { console.log('leaked from', context.body.who); }); return 1; }}}); };",
+        2000,
+        &[],
+    );
+    for who in ["alice", "bob"] {
+        let mut c = call();
+        c.body.insert("who".into(), who.into());
+        let inv = pool.invoke(&c);
+        assert!(inv.result.is_ok(), "{who}: {:?}", inv.result);
+        let lines: Vec<&str> = inv.logs.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(lines, vec![format!("call for {who}").as_str()], "{who}");
+    }
+}
+
+#[test]
+fn odd_but_valid_values_do_not_break_the_driver() {
+    let inv = run(&action(
+        "api.cache.set('constructor', 'v', {ttl: 1500.5}); api.cache.set('__proto__', 'w'); \
+         api.accessToken.setCustomClaim('https://x/c', api.cache.get('constructor').value); \
+         api.accessToken.setCustomClaim('https://x/missing', api.cache.get('toString') === undefined); \
+         await new Promise(function (r) { setTimeout(r, Infinity); });",
+    ));
+    let claims = claims_of(&inv);
+    assert_eq!(claims["https://x/c"], "v");
+    assert_eq!(claims["https://x/missing"], true);
+}

@@ -41,18 +41,27 @@ pub fn generate_pem(alg: Algorithm) -> Result<String, String> {
     Ok(pem)
 }
 
-/// Writes a private key with mode 0600, refusing to replace an existing file: an
-/// overwritten signing key silently invalidates every live token.
+/// Writes a private key with mode 0600, refusing to replace an existing file unless
+/// `force`: an overwritten signing key silently invalidates every live token. With
+/// `force` the key goes to a fresh 0600 file renamed over the old one, so the result is
+/// owner-only whatever the old file's mode, and a reader never sees half a key.
 pub fn write_private_key(path: &Path, pem: &str, force: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
+    let target = if force {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+        path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
     } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(path)?;
+        path.to_owned()
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&target)?;
     f.write_all(pem.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    if force {
+        std::fs::rename(&target, path)?;
+    }
+    Ok(())
 }
