@@ -37,8 +37,8 @@ pub struct App {
     pub verifier: Arc<Verifier>,
     hooks: RwLock<Option<Arc<HookPool>>>,
     /// What the running hook was built from, to notice changes (hot reload).
-    hooks_fingerprint: std::sync::Mutex<u64>,
-    keys_fingerprint: std::sync::Mutex<u64>,
+    hooks_fingerprint: ChangeWatch,
+    keys_fingerprint: ChangeWatch,
     worker_command: WorkerCommand,
     pub upstream: UpstreamClient,
     pub passthrough_peer: HttpPeer,
@@ -48,6 +48,33 @@ pub struct App {
     policy: ClaimPolicy,
     shutting_down: AtomicBool,
     pool_stats: Arc<PoolStats>,
+}
+
+/// What a reloader last applied, and a version that failed to load: retried after
+/// `RETRY` (the cause may pass, e.g. no memory for a new worker) rather than each poll.
+struct ChangeWatch(std::sync::Mutex<(u64, Option<(u64, std::time::Instant)>)>);
+
+impl ChangeWatch {
+    const RETRY: Duration = Duration::from_secs(30);
+
+    fn new(applied: u64) -> Self {
+        ChangeWatch(std::sync::Mutex::new((applied, None)))
+    }
+
+    /// Whether `fp` should be loaded now.
+    fn due(&self, fp: u64) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        fp != g.0 && !matches!(g.1, Some((f, at)) if f == fp && at.elapsed() < Self::RETRY)
+    }
+
+    fn record(&self, fp: u64, ok: bool) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            *g = (fp, None);
+        } else {
+            g.1 = Some((fp, std::time::Instant::now()));
+        }
+    }
 }
 
 pub fn now_secs() -> u64 {
@@ -171,8 +198,8 @@ impl App {
             keys: RwLock::new(Arc::new(keys)),
             verifier,
             hooks: RwLock::new(hooks),
-            hooks_fingerprint: std::sync::Mutex::new(fingerprint),
-            keys_fingerprint: std::sync::Mutex::new(keys_fingerprint),
+            hooks_fingerprint: ChangeWatch::new(fingerprint),
+            keys_fingerprint: ChangeWatch::new(keys_fingerprint),
             worker_command,
             upstream,
             passthrough_peer,
@@ -195,15 +222,8 @@ impl App {
     pub fn reload_keys(&self) -> Option<bool> {
         let cfg = &self.config.signing;
         let fp = crate::keys::fingerprint(&cfg.keys);
-        {
-            let mut last = self
-                .keys_fingerprint
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if *last == fp {
-                return None;
-            }
-            *last = fp;
+        if !self.keys_fingerprint.due(fp) {
+            return None;
         }
         match KeySet::load(&cfg.keys, cfg.algorithm, true) {
             Ok(set) => {
@@ -220,6 +240,7 @@ impl App {
                     "signing keys reloaded"
                 );
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                self.keys_fingerprint.record(fp, true);
                 self.metrics.key_reloads.with_label_values(&["ok"]).inc();
                 Some(true)
             }
@@ -227,6 +248,7 @@ impl App {
                 for (key, msg) in errors {
                     tracing::error!(key = %key, error = %msg, "new signing keys refused; the current keys keep signing");
                 }
+                self.keys_fingerprint.record(fp, false);
                 self.metrics.key_reloads.with_label_values(&["error"]).inc();
                 Some(false)
             }
@@ -245,15 +267,8 @@ impl App {
     pub fn reload_hooks(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<bool> {
         let cfg = &self.config.hooks;
         let fp = crate::hooks::manifest::fingerprint(&cfg.dir, env);
-        {
-            let mut last = self
-                .hooks_fingerprint
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if *last == fp {
-                return None;
-            }
-            *last = fp;
+        if !self.hooks_fingerprint.due(fp) {
+            return None;
         }
         let outcome = match crate::hooks::manifest::load_enabled(&cfg.dir, cfg.timeout, env) {
             Ok(None) => {
@@ -288,10 +303,12 @@ impl App {
         };
         match outcome {
             Ok(()) => {
+                self.hooks_fingerprint.record(fp, true);
                 self.metrics.hook_reloads.with_label_values(&["ok"]).inc();
                 Some(true)
             }
             Err(e) => {
+                self.hooks_fingerprint.record(fp, false);
                 self.metrics
                     .hook_reloads
                     .with_label_values(&["error"])
@@ -400,5 +417,23 @@ impl App {
                 .hook_workers_replaced
                 .inc_by(replaced - counted);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeWatch;
+
+    #[test]
+    fn a_failed_version_is_retried_later_not_every_poll() {
+        let w = ChangeWatch::new(1);
+        assert!(!w.due(1), "already applied");
+        assert!(w.due(2));
+        w.record(2, false);
+        assert!(!w.due(2), "failed just now: wait before retrying");
+        assert!(w.due(3), "a newer version is tried at once");
+        w.record(3, true);
+        assert!(!w.due(3));
+        assert!(w.due(2), "going back to an older version is a change too");
     }
 }
