@@ -179,6 +179,9 @@ impl App {
             discovery: crate::proxy::normalize_path(&config.server.discovery_path),
         };
         let metrics = Metrics::new();
+        if let Some(h) = &hooks {
+            h.attach_counters(&metrics.hook_outcomes);
+        }
         let mut request_counters = HashMap::new();
         for route in [
             Route::Token,
@@ -287,6 +290,7 @@ impl App {
                     self.pool_stats.clone(),
                 ) {
                     Ok(pool) => {
+                        pool.attach_counters(&self.metrics.hook_outcomes);
                         *self.hooks.write().unwrap_or_else(|e| e.into_inner()) =
                             Some(Arc::new(pool));
                         tracing::info!(hook = %name, "hooks reloaded");

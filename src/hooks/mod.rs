@@ -93,6 +93,15 @@ impl HookFailure {
     }
 }
 
+/// One hook's execution counters, by outcome.
+struct OutcomeCounters {
+    ok: prometheus::IntCounter,
+    denied: prometheus::IntCounter,
+    error: prometheus::IntCounter,
+    timeout: prometheus::IntCounter,
+    rejected: prometheus::IntCounter,
+}
+
 /// The result of one invocation, as the runner and the proxy both need it.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -103,6 +112,8 @@ pub struct Invocation {
 /// A `Send + Sync` handle to the workers running one version of the enabled hook.
 pub struct HookPool {
     name: String,
+    /// `tokenhook_hook_executions_total` handles for this hook, set once by the app.
+    counters: std::sync::OnceLock<OutcomeCounters>,
     timeout: Duration,
     pool: Pool,
     cache: Arc<cache::SharedCache>,
@@ -129,6 +140,7 @@ impl HookPool {
     ) -> Result<HookPool, String> {
         let pool = Pool::start(&spec, cfg, command, stats)?;
         Ok(HookPool {
+            counters: std::sync::OnceLock::new(),
             name: spec.name,
             timeout: spec.timeout,
             pool,
@@ -138,6 +150,32 @@ impl HookPool {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Resolves the per-outcome counters for this hook once, so requests only increment.
+    pub fn attach_counters(&self, vec: &prometheus::IntCounterVec) {
+        let c = |o: &str| vec.with_label_values(&[self.name.as_str(), o]);
+        let _ = self.counters.set(OutcomeCounters {
+            ok: c("ok"),
+            denied: c("denied"),
+            error: c("error"),
+            timeout: c("timeout"),
+            rejected: c("rejected"),
+        });
+    }
+
+    /// Counts one outcome (`ok` or a failure label).
+    pub fn count(&self, outcome: &str) {
+        if let Some(c) = self.counters.get() {
+            match outcome {
+                "ok" => &c.ok,
+                "denied" => &c.denied,
+                "timeout" => &c.timeout,
+                "rejected" => &c.rejected,
+                _ => &c.error,
+            }
+            .inc();
+        }
     }
 
     pub fn form(&self) -> Form {

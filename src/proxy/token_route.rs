@@ -437,20 +437,14 @@ async fn run_hook(
         Ok(e) => e,
         Err(f) => {
             let label = f.label();
-            app.metrics
-                .hook_outcomes
-                .with_label_values(&[name, label])
-                .inc();
+            hooks.count(label);
             tracing::warn!(request_id = %ctx.request_id, hook = name, outcome = label, error = %f.error().description, "hook failed");
             return Err((f.outcome(), f.into_error()));
         }
     };
     match claims::apply(payload, effect, app.claim_policy()) {
         Ok(applied) => {
-            app.metrics
-                .hook_outcomes
-                .with_label_values(&[name, "ok"])
-                .inc();
+            hooks.count("ok");
             if !applied.ignored.is_empty() {
                 app.metrics
                     .hook_ignored_claims
@@ -462,10 +456,7 @@ async fn run_hook(
             Ok(applied)
         }
         Err(e) => {
-            app.metrics
-                .hook_outcomes
-                .with_label_values(&[name, "error"])
-                .inc();
+            hooks.count("error");
             Err(("hook_error", OAuthError::server_error(e.to_string())))
         }
     }
