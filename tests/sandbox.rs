@@ -117,7 +117,10 @@ fn a_full_queue_answers_503_with_retry_after_and_readiness_reflects_it() {
         ("TOKENHOOK_HOOKS_WORKERS".to_string(), "1".to_string()),
         ("TOKENHOOK_HOOKS_QUEUE".to_string(), "1".to_string()),
         // No extra workers for slow calls: saturation as plain as it gets.
-        ("TOKENHOOK_HOOKS_MAX_STUCK_WORKERS".to_string(), "0".to_string()),
+        (
+            "TOKENHOOK_HOOKS_MAX_STUCK_WORKERS".to_string(),
+            "0".to_string(),
+        ),
     ]);
     let sidecar = Sidecar::start(opts);
     let url = sidecar.url("/oauth/token");
