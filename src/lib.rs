@@ -4,13 +4,14 @@
 //! client → pingora listener (`proxy`) → for `POST {token_path}` with
 //! `grant_type=client_credentials`: the IdP is called through pingora's pooled connector
 //! (`upstream`), its JWT verified against its JWKS (`token::verify`, keys cached), the
-//! enabled hook run on a dedicated worker (`hooks`: each worker thread owns one Boa
-//! context with the hook compiled once), the result applied by Auth0's rules
-//! (`token::claims`) and re-signed with our pre-parsed key (`keys`, `token::sign`) on
-//! tokio's blocking pool. Every other request streams to the IdP untouched.
+//! enabled hook run in a worker process (`hooks`: each worker owns one Boa context with
+//! the hook compiled once, and can be killed when it overruns), the result applied by
+//! Auth0's rules (`token::claims`) and re-signed with our pre-parsed key (`keys`,
+//! `token::sign`). Every other request streams to the IdP untouched.
 //!
-//! Threads: pingora's service runtimes (I/O only, never JS or signing), N hook worker
-//! threads, tokio's blocking pool for signatures, one admin thread.
+//! Threads: pingora's service runtimes (I/O and cheap EC/Ed25519 signatures, never JS),
+//! one thread per hook worker process plus a watchdog, tokio's blocking pool for RSA
+//! signatures, one admin thread, and pollers for hot reload of hooks and keys.
 //!
 //! Keys: parsed once at startup into signing form; the JWKS document is serialized once.
 #![forbid(unsafe_code)]
