@@ -233,13 +233,9 @@ fn token_signed_by_an_unpublished_key_is_refused() {
 
 #[test]
 fn gzip_upstream_is_decoded_and_the_answer_is_plain() {
-    let k = stub_key(Algorithm::ES256);
     let stub = StubIdp::start(StubBehaviour {
-        signer: k.clone(),
-        published: vec![k],
         gzip: true,
-        opaque: false,
-        scope: "read:data",
+        ..StubBehaviour::honest(Algorithm::ES256)
     });
     let mut opts = SidecarOpts::new(&stub.url());
     opts.env
@@ -256,13 +252,9 @@ fn gzip_upstream_is_decoded_and_the_answer_is_plain() {
 
 #[test]
 fn opaque_tokens_pass_through_untouched() {
-    let k = stub_key(Algorithm::RS256);
     let stub = StubIdp::start(StubBehaviour {
-        signer: k.clone(),
-        published: vec![k],
-        gzip: false,
         opaque: true,
-        scope: "read:data",
+        ..StubBehaviour::honest(Algorithm::RS256)
     });
     let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
     let req = form_post(
@@ -280,13 +272,9 @@ fn opaque_tokens_pass_through_untouched() {
 #[test]
 fn unreachable_idp_gives_an_oauth_error() {
     // Up long enough for the JWKS fetch (readiness), then gone.
-    let k = stub_key(Algorithm::RS256);
     let stub = StubIdp::start(StubBehaviour {
-        signer: k.clone(),
-        published: vec![k],
-        gzip: false,
-        opaque: false,
         scope: "a",
+        ..StubBehaviour::honest(Algorithm::RS256)
     });
     let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
     drop(stub);
@@ -439,13 +427,8 @@ fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
     );
     // Path variants that an IdP may route to its token endpoint (the stub does, like
     // many frameworks) get the hook too.
-    let k = stub_key(Algorithm::RS256);
     let stub = StubIdp::start(StubBehaviour {
-        signer: k.clone(),
-        published: vec![k],
-        gzip: false,
-        opaque: false,
-        scope: "read:data",
+        ..StubBehaviour::honest(Algorithm::RS256)
     });
     let lenient = Sidecar::start(SidecarOpts::new(&stub.url()));
     for path in [

@@ -521,6 +521,20 @@ pub struct StubBehaviour {
     pub scope: &'static str,
 }
 
+impl StubBehaviour {
+    /// Signs with the key it publishes, plain JSON, a JWT with `read:data`.
+    pub fn honest(alg: Algorithm) -> Self {
+        let k = stub_key(alg);
+        StubBehaviour {
+            signer: k.clone(),
+            published: vec![k],
+            gzip: false,
+            opaque: false,
+            scope: "read:data",
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 IdP double for what oidc-provider cannot be made to do: gzip its
 /// responses, sign with a key it does not publish, or issue opaque tokens.
 pub struct StubIdp {
