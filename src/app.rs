@@ -363,7 +363,9 @@ impl App {
     }
 
     /// Fetches the upstream JWKS now (for the refresher and startup) and records the result.
-    pub async fn refresh_jwks(&self, rate_limited: bool) -> bool {
+    /// `starting`: the IdP has not answered yet since startup; containers of one pod
+    /// start in any order, so early failures are logged at info, not as warnings.
+    pub async fn refresh_jwks(&self, rate_limited: bool, starting: bool) -> bool {
         match self.verifier.refresh(rate_limited).await {
             Ok(Refresh::Fetched) => {
                 self.metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
@@ -375,7 +377,11 @@ impl App {
                     .jwks_refreshes
                     .with_label_values(&["error"])
                     .inc();
-                tracing::warn!(error = %e, "upstream JWKS fetch failed");
+                if starting {
+                    tracing::info!(error = %e, "waiting for the IdP's JWKS");
+                } else {
+                    tracing::warn!(error = %e, "upstream JWKS fetch failed");
+                }
                 false
             }
         }

@@ -22,9 +22,13 @@ struct JwksRefresher {
 impl BackgroundService for JwksRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut backoff = Duration::from_millis(100);
+        let started = std::time::Instant::now();
+        let mut fetched_once = false;
         loop {
-            let ok = self.app.refresh_jwks(false).await;
+            let starting = !fetched_once && started.elapsed() < Duration::from_secs(10);
+            let ok = self.app.refresh_jwks(false, starting).await;
             let wait = if ok {
+                fetched_once = true;
                 backoff = Duration::from_millis(100);
                 self.app.config.upstream.jwks_refresh
             } else {
