@@ -288,10 +288,10 @@ async fn enrich(
     let t = Instant::now();
     let verified = app
         .verifier
-        .verify(&upstream_token, crate::app::now_secs())
+        .verify_typed(&upstream_token, crate::app::now_secs())
         .await;
     ctx.stages.verify = timed(app, Stage::Verify, t);
-    let payload = match verified {
+    let (payload, typ) = match verified {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(request_id = %ctx.request_id, reason = %e, "the IdP's token failed verification; not re-signed");
@@ -323,7 +323,6 @@ async fn enrich(
     }
 
     let t = Instant::now();
-    let typ = crate::token::header_typ(&upstream_token);
     let key = app.keys().active().clone();
     let payload = applied.payload;
     // An RSA signature (~250 µs) goes to the blocking pool, off pingora's I/O threads.

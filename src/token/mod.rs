@@ -35,12 +35,6 @@ pub fn sign(
     )
 }
 
-/// The `typ` of a compact JWT's header, without verifying anything: only copied onto
-/// the token we sign after verification succeeded.
-pub fn header_typ(token: &str) -> Option<String> {
-    jsonwebtoken::decode_header(token).ok().and_then(|h| h.typ)
-}
-
 /// Three dot-separated base64url parts: the shape of a compact JWS. Opaque tokens pass
 /// through untouched.
 pub fn looks_like_jwt(token: &str) -> bool {

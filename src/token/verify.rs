@@ -133,6 +133,18 @@ impl Verifier {
 
     /// Verifies `token` and returns its payload. `now` is seconds since the epoch.
     pub async fn verify(&self, token: &str, now: u64) -> Result<Map<String, Value>, VerifyError> {
+        self.verify_typed(token, now)
+            .await
+            .map(|(claims, _)| claims)
+    }
+
+    /// As [`Verifier::verify`], also returning the header's `typ`, which the re-signed
+    /// token keeps (so the header is decoded once per token).
+    pub async fn verify_typed(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Map<String, Value>, Option<String>), VerifyError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| VerifyError::Malformed(e.to_string()))?;
         if !self.algorithms.contains(&header.alg) {
@@ -149,7 +161,7 @@ impl Verifier {
         } else {
             keys
         };
-        match self.verify_with(&keys, token, &header, now) {
+        let verified = match self.verify_with(&keys, token, &header, now) {
             // A known kid with a bad signature: the IdP may have replaced the key under
             // the same kid. One rate-limited refresh, then a retry if the keys changed.
             Err(VerifyError::Signature) => {
@@ -162,7 +174,8 @@ impl Verifier {
                 }
             }
             other => other,
-        }
+        };
+        verified.map(|claims| (claims, header.typ))
     }
 
     fn verify_with(
