@@ -92,17 +92,20 @@ fn keys_generate_writes_owner_only_pkcs8_for_each_algorithm() {
     let dir = tempfile::tempdir().unwrap();
     for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
         let p = dir.path().join(format!("{alg}.pem"));
-        let (code, _, err) = run_cli(
-            &[
-                "keys",
-                "generate",
-                "--alg",
-                alg,
-                "--out",
-                p.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let generate = || {
+            run_cli(
+                &[
+                    "keys",
+                    "generate",
+                    "--alg",
+                    alg,
+                    "--out",
+                    p.to_str().unwrap(),
+                ],
+                &[],
+            )
+        };
+        let (code, _, err) = generate();
         assert_eq!(code, 0, "{alg}: {err}");
         let pem = std::fs::read_to_string(&p).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -111,17 +114,7 @@ fn keys_generate_writes_owner_only_pkcs8_for_each_algorithm() {
             0o600
         );
         // Refuses to overwrite a key.
-        let (code, _, _) = run_cli(
-            &[
-                "keys",
-                "generate",
-                "--alg",
-                alg,
-                "--out",
-                p.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (code, _, _) = generate();
         assert_ne!(code, 0);
     }
     let (code, _, err) = run_cli(

@@ -356,9 +356,22 @@ fn hooks_cli_manages_hooks_the_auth0_way() {
     assert!(!list.contains('*'), "{list}");
 }
 
+/// `tokenhook hooks --dir DIR secrets set HOOK KEY` with `value` on stdin.
+fn set_secret(dir: &str, key: &str, value: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["hooks", "--dir", dir, "secrets", "set", "secrets", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(value).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn secrets_set_reads_stdin_stores_owner_only_and_never_prints_the_value() {
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -367,20 +380,7 @@ fn secrets_set_reads_stdin_stores_owner_only_and_never_prints_the_value() {
         dir.path().join("secrets.js"),
     )
     .unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args(["hooks", "--dir", d, "secrets", "set", "secrets", "API_KEY"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"k77-top-secret\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = set_secret(d, "API_KEY", b"k77-top-secret\n");
     assert!(out.status.success());
     let printed = format!(
         "{}{}",
@@ -403,38 +403,7 @@ fn secrets_set_reads_stdin_stores_owner_only_and_never_prints_the_value() {
     );
     // 21st secret is refused.
     for i in 0..19 {
-        let mut c = std::process::Command::new(BIN)
-            .args([
-                "hooks",
-                "--dir",
-                d,
-                "secrets",
-                "set",
-                "secrets",
-                &format!("K{i}"),
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(b"v").unwrap();
-        assert!(c.wait().unwrap().success());
+        assert!(set_secret(d, &format!("K{i}"), b"v").status.success());
     }
-    let mut c = std::process::Command::new(BIN)
-        .args([
-            "hooks",
-            "--dir",
-            d,
-            "secrets",
-            "set",
-            "secrets",
-            "ONE_TOO_MANY",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b"v").unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(set_secret(d, "ONE_TOO_MANY", b"v").status.code(), Some(2));
 }
