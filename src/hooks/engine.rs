@@ -87,13 +87,11 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// What `poll`/`finish` report: the state and console lines once the invocation is
-/// over, else when the next timer is due.
+/// What `finish` reports once the invocation is over: the state and console lines.
 #[derive(Deserialize)]
 struct Poll {
     #[serde(default)]
     state: Option<State>,
-    next: f64,
     #[serde(default)]
     logs: Vec<LogLine>,
 }
@@ -216,6 +214,15 @@ impl Engine {
         input: &serde_json::Value,
         deadline: Instant,
     ) -> (RawOutcome, Vec<LogLine>) {
+        match self.call_raw(input, deadline) {
+            Reply::Finished(text) => parse_finished(&text),
+            Reply::Ended(outcome, logs) => (outcome, logs),
+        }
+    }
+
+    /// As `call`, but a settled invocation comes back as the driver's JSON text,
+    /// unparsed: a worker process forwards it as is and the pool parses it once.
+    pub fn call_raw(&mut self, input: &serde_json::Value, deadline: Instant) -> Reply {
         // Built directly as JS objects: Boa's JSON.parse costs ten times more.
         let input = match JsValue::from_json(input, &mut self.ctx) {
             Ok(v) => v,
@@ -240,24 +247,24 @@ impl Engine {
                     message: describe(e),
                 });
             }
-            let polled = match self.invoke(&self.poll.clone(), std::slice::from_ref(&state)) {
-                Ok(p) => p,
+            let text = match self.driver_text(&self.poll.clone(), std::slice::from_ref(&state)) {
+                Ok(t) => t,
                 Err(message) => return self.end(RawOutcome::Aborted { message }),
             };
-            if let Some(state) = polled.state {
+            // The driver answers `{"next":N}` while timers are pending, else the whole
+            // final state (which starts with `{"state":`).
+            if !text.starts_with("{\"next\":") {
                 // Over: settled, or nothing queued and nothing pending (D8). Jobs that
                 // serializing the result queued (a toJSON method) run now and are
                 // dropped, so nothing of this request reaches the next.
                 let _ = self.ctx.run_jobs();
                 let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
-                return (
-                    RawOutcome::Finished {
-                        state: Box::new(state),
-                    },
-                    polled.logs,
-                );
+                return Reply::Finished(text);
             }
-            let wait = Duration::from_millis(polled.next.max(0.0) as u64);
+            let next = text["{\"next\":".len()..text.len() - 1]
+                .parse::<f64>()
+                .unwrap_or(0.0);
+            let wait = Duration::from_millis(next.max(0.0) as u64);
             let now = Instant::now();
             if now + wait > deadline {
                 std::thread::sleep(deadline.saturating_duration_since(now));
@@ -277,23 +284,59 @@ impl Engine {
 
     /// Ends an invocation that did not settle: collects its console lines and drops
     /// its leftover timers.
-    fn end(&mut self, outcome: RawOutcome) -> (RawOutcome, Vec<LogLine>) {
+    fn end(&mut self, outcome: RawOutcome) -> Reply {
         let logs = self
-            .invoke(&self.finish.clone(), &[JsValue::undefined()])
+            .driver_text(&self.finish.clone(), &[JsValue::undefined()])
+            .ok()
+            .and_then(|t| serde_json::from_str::<Poll>(&t).ok())
             .map(|p| p.logs)
             .unwrap_or_default();
-        (outcome, logs)
+        Reply::Ended(outcome, logs)
     }
 
-    fn invoke(&mut self, f: &JsObject, args: &[JsValue]) -> Result<Poll, String> {
+    fn driver_text(&mut self, f: &JsObject, args: &[JsValue]) -> Result<String, String> {
         let out = f
             .call(&self.driver, args, &mut self.ctx)
             .map_err(describe)?;
-        let text = out
-            .as_string()
+        out.as_string()
             .map(|s| s.to_std_string_escaped())
-            .ok_or("driver returned no JSON")?;
-        serde_json::from_str(&text).map_err(|e| format!("bad driver state: {e}"))
+            .ok_or_else(|| "driver returned no JSON".to_owned())
+    }
+}
+
+/// How `call_raw` ended.
+pub enum Reply {
+    /// The driver's final JSON text (`{"state":…,"logs":[…]}`); see `parse_finished`.
+    Finished(String),
+    /// Timed out or aborted, with the console lines printed until then.
+    Ended(RawOutcome, Vec<LogLine>),
+}
+
+/// Reads the driver's final JSON text into the outcome and console lines.
+pub fn parse_finished(text: &str) -> (RawOutcome, Vec<LogLine>) {
+    match serde_json::from_str::<Poll>(text) {
+        Ok(Poll {
+            state: Some(state),
+            logs,
+            ..
+        }) => (
+            RawOutcome::Finished {
+                state: Box::new(state),
+            },
+            logs,
+        ),
+        Ok(_) => (
+            RawOutcome::Aborted {
+                message: "driver returned no state".into(),
+            },
+            Vec::new(),
+        ),
+        Err(e) => (
+            RawOutcome::Aborted {
+                message: format!("bad driver state: {e}"),
+            },
+            Vec::new(),
+        ),
     }
 }
 
