@@ -338,3 +338,116 @@ fn slow_but_healthy_hooks_under_load_do_not_churn_workers() {
     // worker that answered keeps serving.
     assert!(m.contains("tokenhook_hook_workers_replaced_total 0"), "{m}");
 }
+
+/// A pool of this binary's workers, driven directly (no proxy), on a runtime of its own.
+fn direct_pool(
+    source: &str,
+    timeout: Duration,
+    max_stuck: usize,
+) -> (tokenhook::hooks::HookPool, tokio::runtime::Runtime) {
+    let spec = tokenhook::hooks::manifest::HookSpec {
+        name: "direct".into(),
+        path: "direct.js".into(),
+        source: source.into(),
+        timeout,
+        secrets: Default::default(),
+    };
+    let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
+    cfg.workers = 1;
+    cfg.max_stuck_workers = max_stuck;
+    cfg.memory_limit_bytes = 128 << 20;
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program: env!("CARGO_BIN_EXE_tokenhook").into(),
+        args: vec![tokenhook::hooks::WORKER_ARG.into()],
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = tokenhook::hooks::HookPool::start(spec, &cfg, command).unwrap();
+    (pool, rt)
+}
+
+fn client_call(id: &str) -> tokenhook::hooks::HookCall {
+    tokenhook::hooks::HookCall {
+        client: tokenhook::hooks::HookClient {
+            id: id.into(),
+            name: id.into(),
+            ..Default::default()
+        },
+        scope: Some(vec!["read".into()]),
+        method: "POST".into(),
+        ..Default::default()
+    }
+}
+
+/// One worker, so the calls after the bad one are pipelined behind it in its pipe;
+/// they must run on another worker, not share the bad call's fate: one set aside
+/// (`max_stuck` > 0), or the replacement of a worker that died.
+fn calls_behind_a_bad_call_still_succeed(
+    bad: &str,
+    limit: Duration,
+    max_stuck: usize,
+    want_error: &str,
+) {
+    let source = format!(
+        "module.exports = function (client, scope, audience, context, cb) {{ \
+         if (client.id === 'bad') {{ {bad} }} cb(null, {{ 'https://x/id': client.id }}); }};"
+    );
+    let (pool, rt) = direct_pool(&source, limit, max_stuck);
+    let pool = Arc::new(pool);
+    rt.block_on(async {
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.invoke(&client_call("bad")).await.result }
+        });
+        // The bad call is running before the others are queued behind it.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let others: Vec<_> = (0..4)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(
+                    async move { pool.invoke(&client_call(&format!("good-{i}"))).await.result },
+                )
+            })
+            .collect();
+        for (i, o) in others.into_iter().enumerate() {
+            let effect = o
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("good-{i}: {e:?}"));
+            assert_eq!(effect.claims["https://x/id"], format!("good-{i}"));
+        }
+        let failure = first.await.unwrap().unwrap_err();
+        let text = failure.error().description.clone();
+        assert!(text.contains(want_error), "{text}");
+    });
+    // The bad worker was replaced (or set aside and retired): one is up again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.stats().up.load(Ordering::Relaxed) != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pool.stats().up.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn calls_pipelined_behind_a_runaway_call_run_on_another_worker() {
+    calls_behind_a_bad_call_still_succeed(
+        "/(a+)+$/.test('a'.repeat(40) + 'b');",
+        Duration::from_secs(2),
+        2,
+        "timed out",
+    );
+}
+
+#[test]
+fn calls_pipelined_behind_a_crashing_call_run_on_another_worker() {
+    calls_behind_a_bad_call_still_succeed(
+        "var a = []; for (var i = 0; ; i++) { a.push({ n: i, s: 'item-' + i, list: [i, i + 1, i + 2] }); }",
+        // Bounded by memory (128 MiB), well before this limit.
+        Duration::from_secs(30),
+        0,
+        "memory",
+    );
+}

@@ -1,14 +1,17 @@
 //! The hook worker pool: N child processes of this binary, each running one engine with
-//! the hook compiled once, fed through a bounded queue with a oneshot reply.
+//! the hook compiled once, fed from one bounded queue, each call answered by a oneshot.
 //!
-//! Each worker process is driven by a plain thread doing blocking pipe I/O: a call costs
-//! one wake-up of that thread, the pipe round trip, and the reply's wake-up of the
-//! waiting request, with no async runtime in between (measured in `benches/hot_path.rs`).
+//! Each worker process is driven by an async task on the runtime of the requests that
+//! use it (the first call starts them there), doing non-blocking pipe I/O. A call costs
+//! the worker's wake-up and the reply's wake-up of that runtime, nothing else: no
+//! thread in between. Calls are pipelined (`DEPTH`): while a worker runs one call the
+//! next already waits in its pipe, so a busy worker never sleeps between calls. The
+//! cost is measured in `benches/hot_path.rs`.
 //!
 //! Bounds, and how they are enforced:
-//! - time: a watchdog thread kills (SIGKILL) a worker still running a call past its
-//!   limit plus a small grace, so a runaway regex or native builtin stops burning CPU at
-//!   once; the worker is replaced. Timer-bound hooks answer their own timeout.
+//! - time: the task kills (SIGKILL) a worker still running a call past its limit plus a
+//!   small grace, so a runaway regex or native builtin stops burning CPU at once; the
+//!   worker is replaced. Timer-bound hooks answer their own timeout.
 //! - memory: each worker runs under RLIMIT_AS (`hooks.memory_limit_mb`); an allocation
 //!   past it aborts the worker, which fails that request and is replaced.
 //! - plain-JS loops and recursion: Boa's runtime limits end them inside the worker
@@ -16,24 +19,32 @@
 //! - stuck workers: a call still running after 100 ms while other calls wait is set
 //!   aside (it still answers its own client, by its deadline at the latest, and its
 //!   process is then killed) and a fresh worker takes its place, so runaway hooks on
-//!   every worker at once do not stall other clients. At most `hooks.max_stuck_workers`
-//!   calls are set aside at a time; beyond, calls wait.
+//!   every worker at once do not stall other clients. A call queued behind it in its
+//!   pipe goes back to the queue for another worker; the stuck worker's later answer
+//!   to it is dropped unread, which is safe because a hook's only effects are in its
+//!   answer. At most `hooks.max_stuck_workers` calls are set aside at a time; beyond,
+//!   calls wait.
 //! - queue: `hooks.queue` pending calls; beyond, 503 `temporarily_unavailable`.
 //! - replacements: a worker that keeps failing to start is retried with backoff, never
 //!   in a tight loop; readiness fails while no worker is up.
 
-use super::engine::{Form, RawOutcome};
+use super::engine::{self, Form, RawOutcome};
 use super::manifest::HookSpec;
-use super::protocol::{self, Done, FromWorker, ToWorker};
+use super::protocol::{self, Done, Init};
 use crate::config::HooksConfig;
 use crate::error::OAuthError;
-use std::collections::HashMap;
-use std::io::{BufReader, Write};
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{Notify, oneshot};
 
 /// How the pool starts a worker process.
 #[derive(Debug, Clone)]
@@ -60,129 +71,77 @@ pub struct PoolStats {
     pub replaced: AtomicUsize,
 }
 
+type ReplyTx = oneshot::Sender<Result<Done, String>>;
+
 pub(crate) struct Job {
     pub input: serde_json::Value,
     pub deadline: Instant,
-    pub reply: tokio::sync::oneshot::Sender<Result<Done, String>>,
+    pub reply: ReplyTx,
+}
+
+/// A job as queued: its frame encoded once, by the caller.
+struct Call {
+    frame: Vec<u8>,
+    deadline: Instant,
+    /// None once the call was handed to another worker (see `set_aside`).
+    reply: Option<ReplyTx>,
 }
 
 /// A call that has run this long while others wait is treated as stuck (hook calls
 /// normally take microseconds to a few milliseconds).
 const STUCK_AFTER: Duration = Duration::from_millis(100);
+/// How often a stuck call is checked again for others waiting behind it.
+const STUCK_RECHECK: Duration = Duration::from_millis(10);
 /// How long a worker may take to start and compile the hook.
 const START_LIMIT: Duration = Duration::from_secs(30);
+/// Calls sent to one worker ahead of its answers. Two is enough for a busy worker to
+/// find its next call waiting, and keeps a stuck call from holding more than one back.
+const DEPTH: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One worker process. Dropping it kills and reaps the process.
-struct Worker {
-    child: Arc<Mutex<Child>>,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+/// One worker process. Dropping the last handle kills and reaps it.
+struct Proc {
+    child: Mutex<Child>,
     stats: Arc<PoolStats>,
 }
 
-impl Drop for Worker {
+impl Drop for Proc {
     fn drop(&mut self) {
-        let mut c = lock(&self.child);
+        let c = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = c.kill();
         let _ = c.wait();
         self.stats.up.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl Worker {
-    fn spawn(shared: &Shared) -> Result<(Worker, Form), String> {
-        use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new(&shared.command.program)
-            .args(&shared.command.args)
-            // Its own process group: a Ctrl-C meant for the sidecar's terminal does not
-            // kill workers mid-call; they end when the sidecar closes their stdin.
-            .process_group(0)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start a hook worker: {e}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("hook worker has no pipes".into());
-        };
-        shared.stats.up.fetch_add(1, Ordering::Relaxed);
-        let mut w = Worker {
-            child: Arc::new(Mutex::new(child)),
-            stdin,
-            stdout: BufReader::new(stdout),
-            stats: shared.stats.clone(),
-        };
-        // The watchdog bounds the start too (a hook whose top level never ends).
-        let token = shared.watch(&w, Instant::now() + START_LIMIT);
-        let first = w
-            .stdin
-            .write_all(&shared.init)
-            .and_then(|_| w.stdin.flush())
-            .map_err(|e| format!("hook worker did not take its hook: {e}"))
-            .and_then(|_| {
-                protocol::read_blocking::<FromWorker>(&mut w.stdout)
-                    .map_err(|e| format!("hook worker failed while starting: {e}"))
-            });
-        let killed = shared.unwatch(token).killed;
-        match first {
-            _ if killed => Err(format!(
-                "hook worker did not start within {} s",
-                START_LIMIT.as_secs()
-            )),
-            Ok(Some(FromWorker::Ready { form })) => {
-                let form = if form == "action" {
-                    Form::Action
-                } else {
-                    Form::Legacy
-                };
-                Ok((w, form))
-            }
-            Ok(Some(FromWorker::CompileError { message })) => Err(message),
-            Ok(Some(FromWorker::Done(_))) => Err("hook worker answered out of turn".into()),
-            Ok(None) => Err(w.exit_reason("exited while starting")),
-            Err(e) => Err(e),
-        }
+impl Proc {
+    fn kill(&self) {
+        let _ = lock(&self.child).kill();
     }
 
-    fn call(&mut self, input: serde_json::Value, limit: Duration) -> Result<Done, ()> {
-        let msg = protocol::encode(&ToWorker::Call {
-            input,
-            timeout_ms: limit.as_millis() as u64,
-        });
-        self.stdin.write_all(&msg).map_err(|_| ())?;
-        self.stdin.flush().map_err(|_| ())?;
-        match protocol::read_blocking::<FromWorker>(&mut self.stdout) {
-            Ok(Some(FromWorker::Done(d))) => Ok(d),
-            _ => Err(()),
-        }
-    }
-
-    fn exit_reason(&self, what: &str) -> String {
+    /// Why the process ended, for the failed call's error and the log.
+    fn describe_exit(status: std::process::ExitStatus, what: &str) -> String {
         use std::os::unix::process::ExitStatusExt;
-        let mut c = lock(&self.child);
+        match status.signal() {
+            Some(6) => {
+                "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced".into()
+            }
+            Some(sig) => format!("hook worker was killed by signal {sig} and was replaced"),
+            None => format!("hook worker {what} ({status}) and was replaced"),
+        }
+    }
+
+    async fn exit_reason(&self, what: &str) -> String {
         let deadline = Instant::now() + Duration::from_millis(500);
         loop {
-            match c.try_wait() {
-                Ok(Some(status)) => {
-                    return match status.signal() {
-                        Some(6) => {
-                            "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced"
-                                .into()
-                        }
-                        Some(sig) => {
-                            format!("hook worker was killed by signal {sig} and was replaced")
-                        }
-                        None => format!("hook worker {what} ({status}) and was replaced"),
-                    };
-                }
+            let polled = lock(&self.child).try_wait();
+            match polled {
+                Ok(Some(status)) => return Self::describe_exit(status, what),
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
+                    tokio::time::sleep(Duration::from_millis(5)).await
                 }
                 _ => return "hook worker stopped answering and was replaced".into(),
             }
@@ -190,75 +149,197 @@ impl Worker {
     }
 }
 
-/// A call in progress, as the watchdog sees it.
-struct Watched {
-    started: Instant,
-    deadline: Instant,
-    child: Arc<Mutex<Child>>,
-    killed: bool,
-    set_aside: Arc<AtomicBool>,
-    /// Whether the watchdog may set this call aside (real calls, not starts).
-    is_call: bool,
+/// A worker that compiled the hook, with its pipes still blocking, not yet bound to a
+/// runtime.
+struct Started {
+    proc: Arc<Proc>,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
 }
 
-struct Unwatched {
-    killed: bool,
+/// Kills the process if the start takes longer than `limit` (a hook whose top level
+/// never ends); a plain thread, since starts are blocking and rare.
+fn start_guard(
+    proc: &Arc<Proc>,
+    limit: Duration,
+) -> (std::sync::mpsc::Sender<()>, Arc<AtomicBool>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let fired = Arc::new(AtomicBool::new(false));
+    let (p, f) = (proc.clone(), fired.clone());
+    let _ = std::thread::Builder::new()
+        .name("hook-start".into())
+        .spawn(move || {
+            if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                f.store(true, Ordering::Relaxed);
+                p.kill();
+            }
+        });
+    (tx, fired)
 }
 
-/// What every slot thread and the watchdog share.
+/// Starts one worker process and waits until it compiled the hook (blocking).
+fn start_worker(shared: &Shared) -> Result<(Started, Form), String> {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(&shared.command.program)
+        .args(&shared.command.args)
+        // Its own process group: a Ctrl-C meant for the sidecar's terminal does not
+        // kill workers mid-call; they end when the sidecar closes their stdin.
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start a hook worker: {e}"))?;
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("hook worker has no pipes".into());
+    };
+    shared.stats.up.fetch_add(1, Ordering::Relaxed);
+    let proc = Arc::new(Proc {
+        child: Mutex::new(child),
+        stats: shared.stats.clone(),
+    });
+    let (guard, fired) = start_guard(&proc, START_LIMIT);
+    let first = stdin
+        .write_all(&shared.init)
+        .map_err(|e| format!("hook worker did not take its hook: {e}"))
+        .and_then(|_| {
+            protocol::read_blocking(&mut stdout)
+                .map_err(|e| format!("hook worker failed while starting: {e}"))
+        });
+    drop(guard);
+    let status = || lock(&proc.child).wait().ok();
+    match first {
+        _ if fired.load(Ordering::Relaxed) => Err(format!(
+            "hook worker did not start within {} s",
+            START_LIMIT.as_secs()
+        )),
+        Ok(Some((protocol::TAG_READY, form))) => {
+            let form = if form == b"action" {
+                Form::Action
+            } else {
+                Form::Legacy
+            };
+            Ok((
+                Started {
+                    proc,
+                    stdin,
+                    stdout,
+                },
+                form,
+            ))
+        }
+        Ok(Some((protocol::TAG_COMPILE_ERROR, message))) => {
+            Err(String::from_utf8_lossy(&message).into_owned())
+        }
+        Ok(Some(_)) => Err("hook worker answered out of turn".into()),
+        Ok(None) => Err(match status() {
+            Some(s) => Proc::describe_exit(s, "exited while starting"),
+            None => "hook worker exited while starting".into(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// A worker's pipes, bound to the driving task's runtime.
+struct Io {
+    proc: Arc<Proc>,
+    tx: pipe::Sender,
+    rx: pipe::Receiver,
+    rbuf: BytesMut,
+    /// Frames not yet taken by the pipe.
+    wbuf: Vec<u8>,
+}
+
+impl Io {
+    fn new(s: Started) -> std::io::Result<Io> {
+        Ok(Io {
+            tx: pipe::Sender::from_owned_fd(OwnedFd::from(s.stdin))?,
+            rx: pipe::Receiver::from_owned_fd(OwnedFd::from(s.stdout))?,
+            proc: s.proc,
+            rbuf: BytesMut::with_capacity(8 * 1024),
+            wbuf: Vec::new(),
+        })
+    }
+}
+
+/// What every driver task shares.
 struct Shared {
     init: Vec<u8>,
     command: WorkerCommand,
-    rx: crossbeam_channel::Receiver<Job>,
     stats: Arc<PoolStats>,
     grace: Duration,
-    max_aside: usize,
-    aside: AtomicUsize,
-    /// Slot threads alive, and how many there should be when nothing is stuck.
-    live: AtomicUsize,
     target: usize,
-    watched: Mutex<HashMap<u64, Watched>>,
-    next_id: AtomicU64,
+    max_aside: usize,
+    capacity: usize,
+    queue: Mutex<VecDeque<Call>>,
+    /// Wakes an idle driver when a call is queued (and all of them at close).
+    notify: Notify,
+    /// Driver tasks alive (each owns one worker, or is starting one).
+    live: AtomicUsize,
+    /// Drivers whose stuck call was set aside.
+    aside: AtomicUsize,
     closed: AtomicBool,
+    /// Workers started by `Pool::start`, waiting for the first call to bring a runtime.
+    parked: Mutex<Vec<Started>>,
 }
 
 impl Shared {
-    fn watch(&self, w: &Worker, deadline: Instant) -> u64 {
-        self.watch_inner(w, deadline, false, Arc::default())
+    fn pop(&self) -> Option<Call> {
+        lock(&self.queue).pop_front()
     }
 
-    fn watch_inner(
-        &self,
-        w: &Worker,
-        deadline: Instant,
-        is_call: bool,
-        set_aside: Arc<AtomicBool>,
-    ) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.watched).insert(
-            id,
-            Watched {
-                started: Instant::now(),
-                deadline,
-                child: w.child.clone(),
-                killed: false,
-                set_aside,
-                is_call,
-            },
-        );
-        id
+    fn queue_is_empty(&self) -> bool {
+        lock(&self.queue).is_empty()
     }
 
-    fn unwatch(&self, id: u64) -> Unwatched {
-        let killed = lock(&self.watched).remove(&id).is_some_and(|w| w.killed);
-        Unwatched { killed }
+    /// Puts calls that never ran back at the head of the queue, in their order.
+    fn requeue(&self, calls: Vec<Call>) {
+        if calls.is_empty() {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        for c in calls.into_iter().rev() {
+            q.push_front(c);
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Takes this driver out of the count if there are more than `target` besides the
+    /// set-aside ones (whose replacements must stay); the compare-and-swap keeps two
+    /// drivers from both retiring below it.
+    fn retire_surplus(&self) -> bool {
+        let mut live = self.live.load(Ordering::Relaxed);
+        while live > self.target + self.aside.load(Ordering::Relaxed) {
+            match self
+                .live
+                .compare_exchange(live, live - 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => live = now,
+            }
+        }
+        false
+    }
+
+    /// Reserves room for one more set-aside call, if the bound allows.
+    fn reserve_aside(&self) -> bool {
+        if self.live.load(Ordering::Relaxed) >= self.target + self.max_aside {
+            return false;
+        }
+        if self.aside.fetch_add(1, Ordering::Relaxed) < self.max_aside {
+            return true;
+        }
+        self.aside.fetch_sub(1, Ordering::Relaxed);
+        false
     }
 }
 
-/// The running pool. Dropping it closes the queue; workers finish their current call,
-/// then exit and their processes are reaped.
+/// The running pool. Dropping it closes the queue: drivers finish every queued and
+/// running call, then end, and their processes are reaped.
 pub struct Pool {
-    tx: crossbeam_channel::Sender<Job>,
     shared: Arc<Shared>,
     pub stats: Arc<PoolStats>,
     pub form: Form,
@@ -266,8 +347,10 @@ pub struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        // Dropping `tx` disconnects the queue: slots finish what is queued, then end.
         self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.notify.notify_waiters();
+        // Never used: its workers never got a driver.
+        lock(&self.shared.parked).clear();
     }
 }
 
@@ -281,39 +364,34 @@ impl Pool {
         stats: Arc<PoolStats>,
     ) -> Result<Pool, String> {
         let secrets = serde_json::to_string(&spec.secrets).unwrap_or_else(|_| "{}".into());
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(cfg.queue);
+        let init = serde_json::to_vec(&Init {
+            source: spec.source.clone(),
+            secrets,
+            memory_limit_bytes: cfg.memory_limit_bytes,
+            loop_iterations: cfg.loop_iterations,
+            recursion: cfg.recursion_limit,
+        })
+        .map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared {
-            init: protocol::encode(&ToWorker::Init {
-                source: spec.source.clone(),
-                secrets,
-                memory_limit_bytes: cfg.memory_limit_bytes,
-                loop_iterations: cfg.loop_iterations,
-                recursion: cfg.recursion_limit,
-            }),
+            init: protocol::frame(protocol::TAG_INIT, &[&init]),
             command,
-            rx,
             stats: stats.clone(),
             grace: cfg.kill_grace,
-            max_aside: cfg.max_stuck_workers,
-            aside: AtomicUsize::new(0),
-            live: AtomicUsize::new(0),
             target: cfg.workers.max(1),
-            watched: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
+            max_aside: cfg.max_stuck_workers,
+            capacity: cfg.queue,
+            queue: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            live: AtomicUsize::new(0),
+            aside: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
         });
-        std::thread::Builder::new()
-            .name(format!("hook-watchdog-{}", spec.name))
-            .spawn({
-                let shared = shared.clone();
-                move || watchdog(&shared)
-            })
-            .map_err(|e| e.to_string())?;
         // Start every worker at once; all must compile the hook.
-        let starting: Vec<_> = (0..cfg.workers.max(1))
+        let starting: Vec<_> = (0..shared.target)
             .map(|_| {
                 let shared = shared.clone();
-                std::thread::spawn(move || Worker::spawn(&shared))
+                std::thread::spawn(move || start_worker(&shared))
             })
             .collect();
         let mut workers = Vec::new();
@@ -332,63 +410,63 @@ impl Pool {
             }
         }
         if let Some(e) = failure {
-            shared.closed.store(true, Ordering::Relaxed);
             return Err(e);
         }
-        for w in workers {
-            if let Err(e) = spawn_slot(&shared, Some(w)) {
-                shared.closed.store(true, Ordering::Relaxed);
-                return Err(e.to_string());
-            }
-        }
+        *lock(&shared.parked) = workers;
         Ok(Pool {
-            tx,
             shared,
             stats,
             form,
         })
     }
 
-    /// Queues a call; `Err` when the queue is full or the pool is gone.
+    /// Gives parked workers their driver tasks, on the caller's runtime: the replies
+    /// then wake the very threads that wait for them.
+    fn ensure_running(&self) {
+        let mut parked = lock(&self.shared.parked);
+        if parked.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for w in parked.drain(..) {
+            self.shared.live.fetch_add(1, Ordering::Relaxed);
+            rt.spawn(driver(self.shared.clone(), Some(w)));
+        }
+    }
+
+    /// Queues a call; `Err` when the queue is full.
     pub(crate) fn submit(&self, job: Job) -> Result<(), OAuthError> {
-        self.tx.try_send(job).map_err(|e| {
+        self.ensure_running();
+        let frame = protocol::call_frame(&job.input, job.deadline);
+        let mut q = lock(&self.shared.queue);
+        if q.len() >= self.shared.capacity {
             let mut err = OAuthError::new(
                 503,
                 "temporarily_unavailable",
                 "too many token requests in progress; retry shortly",
             );
             err.retry_after = Some(1);
-            if e.is_disconnected() {
-                err.description = "hook workers are not running".into();
-            }
-            err
-        })
+            return Err(err);
+        }
+        q.push_back(Call {
+            frame,
+            deadline: job.deadline,
+            reply: Some(job.reply),
+        });
+        drop(q);
+        self.shared.notify.notify_one();
+        Ok(())
     }
 
     pub fn queue_len(&self) -> usize {
-        self.tx.len()
+        lock(&self.shared.queue).len()
     }
 
     pub fn is_full(&self) -> bool {
-        self.tx.is_full()
+        self.queue_len() >= self.shared.capacity
     }
-}
-
-fn spawn_slot(shared: &Arc<Shared>, worker: Option<Worker>) -> std::io::Result<()> {
-    let s = shared.clone();
-    shared.live.fetch_add(1, Ordering::Relaxed);
-    std::thread::Builder::new()
-        .name("hook-slot".into())
-        .spawn(move || {
-            // A retired surplus slot has already taken itself out of the count.
-            if !slot(&s, worker) {
-                s.live.fetch_sub(1, Ordering::Relaxed);
-            }
-        })
-        .map(|_| ())
-        .inspect_err(|_| {
-            shared.live.fetch_sub(1, Ordering::Relaxed);
-        })
 }
 
 fn timed_out() -> Result<Done, String> {
@@ -398,140 +476,255 @@ fn timed_out() -> Result<Done, String> {
     })
 }
 
-/// One worker slot: takes jobs, and replaces its process when it dies or overruns.
-/// Slots beyond `target` (started while calls were stuck) end once the queue is empty.
-/// Returns true when the slot retired as surplus (and so left the count itself).
-fn slot(shared: &Shared, mut worker: Option<Worker>) -> bool {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if shared.closed.load(Ordering::Relaxed) && shared.rx.is_empty() {
-            return false;
+/// Reads one answer frame into the call's result.
+fn answer(tag: u8, payload: &[u8]) -> Result<Done, String> {
+    match tag {
+        protocol::TAG_FINISHED => {
+            let text = std::str::from_utf8(payload)
+                .map_err(|_| "hook worker answered with invalid UTF-8".to_owned())?;
+            let (outcome, logs) = engine::parse_finished(text);
+            Ok(Done { outcome, logs })
         }
-        if worker.is_none() {
-            match Worker::spawn(shared) {
-                Ok((w, _)) => {
-                    worker = Some(w);
+        protocol::TAG_ENDED => serde_json::from_slice::<Done>(payload)
+            .map_err(|e| format!("hook worker answered badly: {e}")),
+        _ => Err("hook worker answered out of turn".into()),
+    }
+}
+
+/// A call sent to this driver's worker, in the order sent.
+struct InFlight {
+    call: Call,
+    /// When the worker began it: when it was sent, or when the call ahead of it ended.
+    started: Instant,
+}
+
+/// `drive` boxed: a driver starts another when it sets a call aside.
+fn driver(
+    shared: Arc<Shared>,
+    first: Option<Started>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(drive(shared, first))
+}
+
+/// Drives one worker slot for the pool's life: feeds it calls, reads its answers,
+/// kills it past a deadline, replaces it when it dies, and sets a stuck call aside.
+async fn drive(shared: Arc<Shared>, first: Option<Started>) {
+    let mut io = first.and_then(|s| Io::new(s).ok());
+    let mut inflight: VecDeque<InFlight> = VecDeque::new();
+    let mut aside = false;
+    // SIGKILL sent; `culprit` while the call that overran has not answered.
+    let mut killed = false;
+    let mut culprit = false;
+    let mut busy = false;
+    let mut stuck_check: Option<Instant> = None;
+    let mut backoff = Duration::from_millis(50);
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut timer_at: Option<Instant> = None;
+    loop {
+        // Registered before the queue is looked at, so no wake-up is missed.
+        let notified = shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        if busy == inflight.is_empty() {
+            busy = !busy;
+            if busy {
+                shared.stats.busy.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.stats.busy.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if inflight.is_empty() {
+            if aside {
+                aside = false;
+                shared.aside.fetch_sub(1, Ordering::Relaxed);
+            }
+            if shared.closed.load(Ordering::Relaxed) && shared.queue_is_empty() {
+                break;
+            }
+            if shared.retire_surplus() {
+                return;
+            }
+        }
+        let Some(w) = io.as_mut() else {
+            let s = shared.clone();
+            let started = tokio::task::spawn_blocking(move || start_worker(&s))
+                .await
+                .unwrap_or_else(|_| Err("hook worker start panicked".into()));
+            match started {
+                Ok((started, _)) => {
+                    io = Io::new(started).ok();
                     backoff = Duration::from_millis(50);
                 }
                 Err(e) => {
                     if shared.closed.load(Ordering::Relaxed) {
-                        return false;
+                        break;
                     }
                     tracing::error!(error = %e, "cannot start a hook worker; retrying");
-                    std::thread::sleep(backoff);
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
                 }
             }
-        }
-        let job = match shared.rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(job) => job,
-            // Idle for a while: a slot started while calls were stuck is not needed.
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if retire_surplus(shared) {
-                    return true;
+            continue;
+        };
+
+        // Take calls while there is room, unless this worker's call was set aside.
+        let mut room = !aside && !killed && inflight.len() < DEPTH;
+        while room {
+            let Some(call) = shared.pop() else { break };
+            let now = Instant::now();
+            let Some(reply) = call.reply.as_ref() else {
+                continue;
+            };
+            if reply.is_closed() {
+                continue;
+            }
+            if now >= call.deadline {
+                // Its whole time limit went by in the queue.
+                if let Some(r) = call.reply {
+                    let _ = r.send(timed_out());
                 }
                 continue;
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
-        };
-        let now = Instant::now();
-        if job.reply.is_closed() {
-            continue;
-        }
-        if now >= job.deadline {
-            // Its whole time limit went by in the queue.
-            let _ = job.reply.send(timed_out());
-            continue;
-        }
-        let Some(w) = worker.as_mut() else { continue };
-        let set_aside = Arc::new(AtomicBool::new(false));
-        let id = shared.watch_inner(w, job.deadline + shared.grace, true, set_aside.clone());
-        shared.stats.busy.fetch_add(1, Ordering::Relaxed);
-        let result = w.call(job.input, job.deadline - now);
-        shared.stats.busy.fetch_sub(1, Ordering::Relaxed);
-        let killed = shared.unwatch(id).killed;
-        let reply = match result {
-            Ok(done) => Ok(done),
-            // Still running past its limit (a native builtin or regex Boa cannot
-            // interrupt): the watchdog killed it.
-            Err(()) if killed => timed_out(),
-            Err(()) => Err(w.exit_reason("exited")),
-        };
-        let broken = reply.is_err() || killed;
-        let _ = job.reply.send(reply);
-        if set_aside.load(Ordering::Relaxed) {
-            // No longer stuck; a healthy worker keeps serving.
-            shared.aside.fetch_sub(1, Ordering::Relaxed);
-        }
-        if broken {
-            shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
-            worker = None; // killed and reaped by Drop
-        }
-        if shared.rx.is_empty() && retire_surplus(shared) {
-            return true;
-        }
-    }
-}
-
-/// Takes this slot out of the count if there are more slots than `target`; the
-/// compare-and-swap keeps two slots from both retiring below it.
-fn retire_surplus(shared: &Shared) -> bool {
-    let mut live = shared.live.load(Ordering::Relaxed);
-    while live > shared.target {
-        match shared
-            .live
-            .compare_exchange(live, live - 1, Ordering::Relaxed, Ordering::Relaxed)
-        {
-            Ok(_) => return true,
-            Err(now) => live = now,
-        }
-    }
-    false
-}
-
-/// Kills workers past their deadline and sets stuck calls aside while others wait.
-fn watchdog(shared: &Arc<Shared>) {
-    loop {
-        let idle = {
-            let mut watched = lock(&shared.watched);
-            if shared.closed.load(Ordering::Relaxed) && watched.is_empty() && shared.rx.is_empty() {
-                return;
+            w.wbuf.extend_from_slice(&call.frame);
+            if inflight.is_empty() {
+                stuck_check = Some(now + STUCK_AFTER);
             }
-            let now = Instant::now();
-            let waiting = !shared.rx.is_empty();
-            for w in watched.values_mut() {
-                if !w.killed && now >= w.deadline {
-                    w.killed = true;
-                    let _ = lock(&w.child).kill();
-                } else if w.is_call
-                    && waiting
-                    && !w.set_aside.load(Ordering::Relaxed)
-                    && now.duration_since(w.started) >= STUCK_AFTER
-                    && shared.live.load(Ordering::Relaxed) < shared.target + shared.max_aside
-                    && shared.aside.fetch_add(1, Ordering::Relaxed) < shared.max_aside
-                {
-                    w.set_aside.store(true, Ordering::Relaxed);
-                    if spawn_slot(shared, None).is_err() {
-                        w.set_aside.store(false, Ordering::Relaxed);
-                        shared.aside.fetch_sub(1, Ordering::Relaxed);
+            inflight.push_back(InFlight { call, started: now });
+            room = inflight.len() < DEPTH;
+        }
+        if !room && !shared.queue_is_empty() {
+            // Full here: pass the wake-up on to a driver with room.
+            shared.notify.notify_one();
+        }
+
+        let front = inflight.front();
+        let kill_at = front
+            .filter(|_| !killed)
+            .map(|f| f.call.deadline.max(f.started) + shared.grace);
+        let check_at = stuck_check.filter(|_| front.is_some() && !aside && !killed);
+        // One timer, moved only when its instant changes: a call's loop iterations
+        // then cost no timer-wheel work.
+        let wake_at = match (kill_at, check_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = wake_at
+            && timer_at != Some(at)
+        {
+            timer.as_mut().reset(at.into());
+            timer_at = Some(at);
+        }
+        tokio::select! {
+            biased;
+            read = w.rx.read_buf(&mut w.rbuf) => {
+                let mut broken = !matches!(read, Ok(n) if n > 0);
+                while !broken {
+                    match protocol::split_frame(&mut w.rbuf) {
+                        Ok(Some((tag, payload))) => {
+                            let Some(done) = inflight.pop_front() else {
+                                broken = true;
+                                break;
+                            };
+                            culprit = false;
+                            let result = answer(tag, &payload);
+                            broken = result.is_err();
+                            if let Some(r) = done.call.reply {
+                                let _ = r.send(result);
+                            }
+                            if let Some(next) = inflight.front_mut() {
+                                let now = Instant::now();
+                                next.started = now;
+                                stuck_check = Some(now + STUCK_AFTER);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => broken = true,
                     }
-                } else if w.is_call
-                    && waiting
-                    && !w.set_aside.load(Ordering::Relaxed)
-                    && now.duration_since(w.started) >= STUCK_AFTER
-                    && shared.live.load(Ordering::Relaxed) < shared.target + shared.max_aside
-                {
-                    // Over the bound: undo the reservation made by the check above.
-                    shared.aside.fetch_sub(1, Ordering::Relaxed);
+                }
+                if broken {
+                    let Some(w) = io.take() else { continue };
+                    w.proc.kill();
+                    if killed && culprit {
+                        // Still running past its limit (a native builtin or regex Boa
+                        // cannot interrupt): the call times out.
+                        if let Some(r) = inflight.pop_front().and_then(|f| f.call.reply) {
+                            let _ = r.send(timed_out());
+                        }
+                    } else if !killed {
+                        let reason = w.proc.exit_reason("exited").await;
+                        if let Some(r) = inflight.pop_front().and_then(|f| f.call.reply) {
+                            let _ = r.send(Err(reason));
+                        }
+                    }
+                    // The rest never started: another worker takes them.
+                    shared.requeue(
+                        inflight
+                            .drain(..)
+                            .filter(|f| f.call.reply.is_some())
+                            .map(|f| f.call)
+                            .collect(),
+                    );
+                    shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
+                    killed = false;
+                    culprit = false;
+                    drop(w);
                 }
             }
-            watched.is_empty()
-        };
-        std::thread::sleep(if idle {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_millis(10)
-        });
+            wrote = w.tx.write(&w.wbuf), if !w.wbuf.is_empty() => {
+                match wrote {
+                    Ok(n) => {
+                        w.wbuf.drain(..n);
+                    }
+                    // The worker is gone; its read side reports how.
+                    Err(_) => {
+                        w.wbuf.clear();
+                        w.proc.kill();
+                    }
+                }
+            }
+            _ = timer.as_mut(), if wake_at.is_some() => {
+                timer_at = None;
+                let now = Instant::now();
+                if kill_at.is_some_and(|at| now >= at) {
+                    killed = true;
+                    culprit = true;
+                    w.proc.kill();
+                } else if check_at.is_some_and(|at| now >= at) {
+                    let others_wait = inflight.len() > 1 || !shared.queue_is_empty();
+                    if others_wait && shared.reserve_aside() {
+                        aside = true;
+                        set_aside(&shared, &mut inflight);
+                        shared.live.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(driver(shared.clone(), None));
+                    }
+                    stuck_check = Some(now + STUCK_RECHECK);
+                }
+            }
+            _ = &mut notified, if room => {}
+        }
     }
+    shared.live.fetch_sub(1, Ordering::Relaxed);
+    if busy {
+        shared.stats.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Hands the calls queued behind a stuck one to other workers. Their frames are
+/// already in this worker's pipe: it will still run them, and their answers are
+/// dropped unread (a hook's effects are only in its answer, so that is safe).
+fn set_aside(shared: &Shared, inflight: &mut VecDeque<InFlight>) {
+    let moved = inflight
+        .iter_mut()
+        .skip(1)
+        .filter_map(|f| {
+            f.call.reply.take().map(|reply| Call {
+                frame: f.call.frame.clone(),
+                deadline: f.call.deadline,
+                reply: Some(reply),
+            })
+        })
+        .collect();
+    shared.requeue(moved);
 }

@@ -1,36 +1,39 @@
-//! Messages between the sidecar and a hook worker process: a 4-byte big-endian length,
-//! then JSON. One request in flight per worker at a time.
+//! Frames between the sidecar and a hook worker process: a 4-byte big-endian length, a
+//! one-byte tag, then the payload. Calls are pipelined: the sidecar may send the next
+//! call before the current one is answered, and the worker answers strictly in order.
+//!
+//! The hot frames avoid a second JSON layer: a call is the deadline and the input JSON
+//! as is, and a settled call is the JS driver's own JSON text, parsed once by the pool.
 
 use super::engine::{LogLine, RawOutcome};
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest frame either side accepts; a bigger one means a broken peer.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum ToWorker {
-    /// First message: compile this hook.
-    Init {
-        source: String,
-        /// Secrets as a JSON object. Only ever sent over the pipe, never logged.
-        secrets: String,
-        memory_limit_bytes: u64,
-        loop_iterations: u64,
-        recursion: usize,
-    },
-    Call {
-        input: serde_json::Value,
-        timeout_ms: u64,
-    },
-}
+/// Sidecar → worker: compile this hook (JSON `Init`), once, first.
+pub const TAG_INIT: u8 = 1;
+/// Sidecar → worker: run one call. Payload: deadline (u64 BE, ms since the Unix epoch;
+/// the two processes share the wall clock but not an `Instant`), then the input JSON.
+pub const TAG_CALL: u8 = 2;
+/// Worker → sidecar: compiled; payload `legacy` or `action`.
+pub const TAG_READY: u8 = 3;
+/// Worker → sidecar: the hook did not compile; payload the message.
+pub const TAG_COMPILE_ERROR: u8 = 4;
+/// Worker → sidecar: the call settled; payload the driver's JSON (`engine::parse_finished`).
+pub const TAG_FINISHED: u8 = 5;
+/// Worker → sidecar: the call timed out or aborted; payload a JSON `Done`.
+pub const TAG_ENDED: u8 = 6;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
-pub enum FromWorker {
-    Ready { form: String },
-    CompileError { message: String },
-    Done(Done),
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Init {
+    pub source: String,
+    /// Secrets as a JSON object. Only ever sent over the pipe, never logged.
+    pub secrets: String,
+    pub memory_limit_bytes: u64,
+    pub loop_iterations: u64,
+    pub recursion: usize,
 }
 
 /// How one call ended inside the worker.
@@ -40,34 +43,125 @@ pub struct Done {
     pub logs: Vec<LogLine>,
 }
 
-pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    let body = serde_json::to_vec(msg).unwrap_or_default();
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&body);
+/// One frame: the header and payload in a single buffer, so it is one write.
+pub fn frame(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len + 4);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(tag);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     out
 }
 
-/// Blocking read of one frame.
-pub fn read_blocking<T: for<'de> Deserialize<'de>>(
-    r: &mut impl std::io::Read,
-) -> std::io::Result<Option<T>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
+/// A call frame for `input`, due by `deadline`.
+pub fn call_frame(input: &serde_json::Value, deadline: Instant) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(&[0, 0, 0, 0, TAG_CALL]);
+    out.extend_from_slice(&deadline_ms(deadline).to_be_bytes());
+    // Serializing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, input);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `deadline` on the wall clock, in ms since the epoch.
+pub fn deadline_ms(deadline: Instant) -> u64 {
+    unix_ms(SystemTime::now())
+        + deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64
+}
+
+/// The time left until a wall-clock deadline from `deadline_ms`.
+pub fn remaining(deadline_ms: u64) -> Duration {
+    Duration::from_millis(deadline_ms.saturating_sub(unix_ms(SystemTime::now())))
+}
+
+/// Splits one complete frame off the front of `buf`, if there is one.
+pub fn split_frame(buf: &mut bytes::BytesMut) -> std::io::Result<Option<(u8, bytes::Bytes)>> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad frame length",
+        ));
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    let mut f = buf.split_to(4 + len).freeze();
+    let _ = f.split_to(4);
+    let tag = f[0];
+    let _ = f.split_to(1);
+    Ok(Some((tag, f)))
+}
+
+/// Blocking read of one frame; `None` at end of stream.
+pub fn read_blocking(r: &mut impl std::io::Read) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head[..4]) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len == 0 || len > MAX_FRAME {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "frame too large",
+            "bad frame length",
         ));
     }
-    let mut buf = vec![0; len];
+    r.read_exact(&mut head[4..5])?;
+    let mut buf = vec![0; len - 1];
     r.read_exact(&mut buf)?;
-    serde_json::from_slice(&buf)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(Some((head[4], buf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_whole_and_wait_for_the_rest() {
+        let a = frame(TAG_READY, &[b"legacy"]);
+        let b = call_frame(&serde_json::json!({"k": 1}), Instant::now());
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&a);
+        buf.extend_from_slice(&b[..7]);
+        let (tag, payload) = split_frame(&mut buf).unwrap().unwrap();
+        assert_eq!((tag, &payload[..]), (TAG_READY, &b"legacy"[..]));
+        assert!(split_frame(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&b[7..]);
+        let (tag, payload) = split_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(tag, TAG_CALL);
+        assert_eq!(&payload[8..], br#"{"k":1}"#);
+        assert!(buf.is_empty());
+        let mut r = &a[..];
+        assert_eq!(
+            read_blocking(&mut r).unwrap(),
+            Some((TAG_READY, b"legacy".to_vec()))
+        );
+        assert_eq!(read_blocking(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn a_zero_or_huge_length_is_an_error() {
+        let mut buf = bytes::BytesMut::from(&[0u8, 0, 0, 0, 1][..]);
+        assert!(split_frame(&mut buf).is_err());
+        let mut buf = bytes::BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
+        assert!(split_frame(&mut buf).is_err());
+    }
 }
