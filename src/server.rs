@@ -127,7 +127,17 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
         TokenProxy { app: app.clone() },
         "tokenhook proxy",
     );
-    proxy.add_tcp(&cfg.server.listen.to_string());
+    // No L4 read buffer on client connections: without TLS, pingora reads a request's
+    // head into its own buffer in one call anyway, and the default 64 KiB per
+    // connection would be most of the memory with many keep-alive connections.
+    proxy.add_listener(
+        pingora::listeners::ListenerConfig::tcp(cfg.server.listen.to_string()).l4_buffer(
+            pingora::listeners::L4BufferSettings {
+                read: Some(0),
+                write: None,
+            },
+        ),
+    );
     let mut admin = Service::new("tokenhook admin".to_owned(), Admin { app: app.clone() });
     admin.add_tcp(&cfg.server.admin_listen.to_string());
     admin.threads = Some(1);
