@@ -1,0 +1,153 @@
+//! What the process boundary costs: CPU time per hook call through the worker pool
+//! under concurrent load, against the same hook called in the engine directly, both
+//! measured in this one run. CPU comes from `/proc` (this process and its hook workers),
+//! so it counts the wake-ups and pipe traffic a latency benchmark hides.
+//!
+//! Usage: `cargo run --release --example pool_load -- [SECONDS] [CONCURRENCY] [HOOK.js]`
+//! (defaults: 3 s, 16, hooks/seed.js; needs `cargo build --release` for the workers).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokenhook::hooks::engine::{Engine, Limits};
+use tokenhook::hooks::{HookCall, HookClient, HookPool};
+
+fn ticks_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let f: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(f.iter().sum())
+        })
+        .unwrap_or(0)
+}
+
+/// CPU ticks of this process and its live children (the hook workers).
+fn ticks() -> u64 {
+    let me = std::process::id();
+    let mut total = ticks_of(me);
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok());
+        if ppid == Some(me) {
+            total += ticks_of(pid);
+        }
+    }
+    total
+}
+
+const TICK_US: f64 = 10_000.0; // USER_HZ is 100 on Linux
+
+fn call() -> HookCall {
+    HookCall {
+        client: HookClient {
+            id: "svc-basic".into(),
+            name: "Billing sync".into(),
+            tenant: Some("acme".into()),
+            metadata: [("region", "eu"), ("plan", "enterprise"), ("team", "payments")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        },
+        scope: Some(vec!["read:data".into(), "write:data".into()]),
+        audience: Some("https://api.example.com".into()),
+        body: serde_json::json!({"grant_type": "client_credentials"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        ip: Some("203.0.113.7".into()),
+        method: "POST".into(),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let conc: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
+    let file = args.next().unwrap_or_else(|| "hooks/seed.js".into());
+    let source = std::fs::read_to_string(&file).expect("hook file");
+    let exe = std::env::current_exe().expect("own path");
+    let program = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("tokenhook"))
+        .expect("target dir");
+
+    // The engine alone, on this thread: the floor.
+    let input = tokenhook::hooks::input_json(&call(), None);
+    let mut engine = Engine::compile(&source, "{}", Limits::default()).expect("compiles");
+    let (t0, c0, mut n) = (Instant::now(), ticks(), 0u64);
+    while t0.elapsed() < Duration::from_secs(seconds) {
+        engine.call(&input, Instant::now() + Duration::from_secs(5));
+        n += 1;
+    }
+    let inline = (ticks() - c0) as f64 * TICK_US / n as f64;
+    drop(engine);
+
+    let spec = tokenhook::hooks::manifest::HookSpec {
+        name: "load".into(),
+        path: file.clone().into(),
+        source,
+        timeout: Duration::from_secs(5),
+        secrets: Default::default(),
+    };
+    let cfg = tokenhook::config::HooksConfig::defaults(".".into());
+    let workers = cfg.workers;
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program,
+        args: vec![tokenhook::hooks::WORKER_ARG.into()],
+    };
+    let pool = Arc::new(HookPool::start(spec, &cfg, command).expect("pool starts"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Warm up: workers get their drivers on this runtime.
+    rt.block_on(pool.invoke(&call())).result.expect("hook runs");
+    let (t0, c0) = (Instant::now(), ticks());
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..conc)
+            .map(|_| {
+                let (pool, done, stop) = (pool.clone(), done.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let c = call();
+                    while !stop.load(Ordering::Relaxed) {
+                        pool.invoke(&c).await.result.expect("hook runs");
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    let calls = done.load(Ordering::Relaxed);
+    let pooled = (ticks() - c0) as f64 * TICK_US / calls as f64;
+    let rate = calls as f64 / t0.elapsed().as_secs_f64();
+    println!("hook {file}, {workers} workers, {conc} concurrent callers, {seconds} s each");
+    println!("engine directly:   {inline:7.1} µs CPU per call");
+    println!("through the pool:  {pooled:7.1} µs CPU per call ({rate:.0} calls/s)");
+    println!(
+        "process boundary:  {:7.1} µs CPU per call ({:.2}× the engine)",
+        pooled - inline,
+        pooled / inline
+    );
+}
