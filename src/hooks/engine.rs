@@ -10,6 +10,8 @@ use boa_engine::{Context, JsObject, JsString, JsValue, Source, js_string};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+mod json;
+
 const PRELUDE: &str = include_str!("prelude.js");
 
 /// Bounds that stop runaway plain-JS code with an uncatchable error.
@@ -247,23 +249,29 @@ impl Engine {
                     message: describe(e),
                 });
             }
-            let text = match self.driver_text(&self.poll.clone(), std::slice::from_ref(&state)) {
-                Ok(t) => t,
-                Err(message) => return self.end(RawOutcome::Aborted { message }),
-            };
-            // The driver answers `{"next":N}` while timers are pending, else the whole
-            // final state (which starts with `{"state":`).
-            if !text.starts_with("{\"next\":") {
-                // Over: settled, or nothing queued and nothing pending (D8). Jobs that
-                // serializing the result queued (a toJSON method) run now and are
-                // dropped, so nothing of this request reaches the next.
-                let _ = self.ctx.run_jobs();
-                let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
-                return Reply::Finished(text);
+            let polled =
+                match self
+                    .poll
+                    .call(&self.driver, std::slice::from_ref(&state), &mut self.ctx)
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return self.end(RawOutcome::Aborted {
+                            message: describe(e),
+                        });
+                    }
+                };
+            // The driver answers the milliseconds to the next timer while timers are
+            // pending; else the invocation is over (settled, or nothing queued and
+            // nothing pending, D8) and it answers the console lines.
+            if let Some(lines) = polled.as_object() {
+                return self.finished(state, lines);
             }
-            let next = text["{\"next\":".len()..text.len() - 1]
-                .parse::<f64>()
-                .unwrap_or(0.0);
+            let Some(next) = polled.as_number() else {
+                return self.end(RawOutcome::Aborted {
+                    message: "driver returned no state".into(),
+                });
+            };
             let wait = Duration::from_millis(next.max(0.0) as u64);
             let now = Instant::now();
             if now + wait > deadline {
@@ -280,6 +288,23 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// The final JSON text of an invocation that is over.
+    fn finished(&mut self, state: JsValue, lines: JsObject) -> Reply {
+        if let Ok(text) = json::final_text(&state, &lines, &mut self.ctx) {
+            // No JS ran and `poll` already dropped the console lines and timers.
+            return Reply::Finished(text);
+        }
+        let text = match self.driver_text(&self.finish.clone(), &[state, lines.into()]) {
+            Ok(t) => t,
+            Err(message) => return self.end(RawOutcome::Aborted { message }),
+        };
+        // Jobs that serializing the result queued (a toJSON method) run now and are
+        // dropped, so nothing of this request reaches the next.
+        let _ = self.ctx.run_jobs();
+        let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
+        Reply::Finished(text)
     }
 
     /// Ends an invocation that did not settle: collects its console lines and drops

@@ -358,15 +358,22 @@ globalThis.require = function (name) {
         }
       }
     },
-    // After the job queue ran: either the invocation is over (state and console lines
-    // as JSON, and whatever it left behind dropped so it cannot run during the next
-    // one), or the milliseconds until its next timer.
+    // After the job queue ran: the milliseconds until the next timer while the
+    // invocation goes on; once it is over, its console lines, with whatever it left
+    // behind dropped so it cannot run during the next one. Rust then writes the state
+    // and these lines as JSON itself, or hands them to `finish` for values it leaves
+    // to JSON.stringify.
     poll: function (state) {
       const next = state.done ? -1 : driver.nextTimer();
-      if (next >= 0) return '{"next":' + next + "}";
-      return driver.finish(state);
+      if (next >= 0) return next;
+      const lines = logs;
+      logs = [];
+      timers = [];
+      return lines;
     },
-    finish: function (state) {
+    finish: function (state, lines) {
+      // Live again while serializing, so a toJSON that logs is still reported.
+      if (lines !== undefined) logs = lines;
       let out;
       try {
         out = stringify({ state: state === undefined ? null : state, next: -1, logs: logs });
