@@ -29,6 +29,9 @@ globalThis.require = function (name) {
   const now = Date.now;
   const assign = Object.assign;
   const keysOf = Object.keys;
+  const create = Object.create;
+  const defineProperty = Object.defineProperty;
+  const isArray = Array.isArray;
   function without(list, drop) {
     const out = [];
     for (let i = 0; i < list.length; i++) if (!drop(list[i])) out[out.length] = list[i];
@@ -38,6 +41,11 @@ globalThis.require = function (name) {
   const MAX_LOG_CHARS = 1024;
   let logs = [];
   let secrets = {};
+  let noSecrets = true;
+  // A copy per call: one request's hook must not see another's mutations.
+  function secretsCopy() {
+    return noSecrets ? {} : assign({}, secrets);
+  }
   // Timers run on the worker's own clock: the Rust side sleeps until the next one is due
   // (never past the hook's deadline) and then fires it.
   let timers = [];
@@ -93,15 +101,16 @@ globalThis.require = function (name) {
     return { name: "Error", message: show(e) };
   }
 
-  // One invocation's state; read back by Rust with JSON.stringify after the job queue
-  // has run, so every value crosses the boundary as JSON (D11).
+  // One invocation's state, read back as JSON after the job queue has run, so every
+  // value crosses the boundary as JSON (D11). Fields are added only when set: Rust
+  // reads a missing one as its default, and each property costs Boa a shape step.
   function newState() {
-    return { done: false, error: null, result: null, thrown: false, rejected: null, late: 0 };
+    return { done: false };
   }
 
   function settle(state, err, value) {
     if (state.done) {
-      state.late += 1; // D7: the first call wins
+      state.late = (state.late || 0) + 1; // D7: the first call wins
       return;
     }
     state.done = true;
@@ -127,25 +136,25 @@ globalThis.require = function (name) {
     },
     setSecrets: function (json) {
       secrets = JSON.parse(json);
+      noSecrets = keysOf(secrets).length === 0;
     },
-    legacy: function (fn, input) {
-      const req = input.request || {};
+    // The input comes as separate arguments (see `Engine::call_raw`): an input object
+    // would only be taken apart here, and building it was a good part of a call.
+    legacy: function (fn, client, scope, audience, body, ip, userAgent) {
       // Auth0 passes the request's details at the top of `context` (ip, userAgent).
-      const context = { body: req.body || {} };
-      if (req.ip !== undefined) context.ip = req.ip;
-      if (req.user_agent !== undefined) context.userAgent = req.user_agent;
-      // A copy per call: one request's hook must not see another's mutations.
+      const context = { body: body || {} };
+      if (ip !== undefined) context.ip = ip;
+      if (userAgent !== undefined) context.userAgent = userAgent;
       context.webtask = {
-        secrets: assign({}, secrets),
-        body: { client: input.client, scope: input.scope, audience: input.audience },
+        secrets: secretsCopy(),
+        body: { client: client, scope: scope, audience: audience },
       };
-      input.context = context;
       const state = newState();
       const cb = function (err, claims) {
         settle(state, err, claims);
       };
       try {
-        const ret = fn(input.client, input.scope, input.audience, input.context, cb);
+        const ret = fn(client, scope, audience, context, cb);
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
           ret.then(undefined, function (e) {
             if (!state.done) state.rejected = describe(e);
@@ -161,38 +170,32 @@ globalThis.require = function (name) {
       return state;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
-    action: function (fn, input) {
-      const state = newState();
-      state.claims = Object.create(null);
-      state.deny = null;
-      state.target_changed = false;
-      state.target_scopes = [];
-      state.cache_ops = [];
-      const granted = Array.isArray(input.scope) ? input.scope.slice() : [];
+    action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt) {
+      const state = { done: false, claims: create(null), cache_ops: [] };
+      const granted = isArray(scope) ? scope.slice() : [];
       let target = granted.slice();
-      const req = input.request || {};
-      const client = input.client || {};
+      const client = inClient || {};
       const customClaims = {};
       const event = {
         accessToken: { scope: granted.slice(), customClaims: customClaims },
         client: { client_id: client.id, name: client.name, metadata: assign({}, client.metadata || {}) },
         request: {
-          body: req.body || {},
-          ip: req.ip,
-          method: req.method,
-          hostname: req.hostname,
-          user_agent: req.user_agent,
-          language: req.language,
+          body: body || {},
+          ip: ip,
+          method: method,
+          hostname: hostname,
+          user_agent: userAgent,
+          language: language,
           query: {},
         },
-        resource_server: { identifier: input.audience },
+        resource_server: { identifier: audience },
         tenant: { id: client.tenant },
         transaction: {
-          requested_scopes: Array.isArray(input.requested_scope) ? input.requested_scope.slice() : [],
+          requested_scopes: isArray(requestedScope) ? requestedScope.slice() : [],
         },
-        secrets: assign({}, secrets),
+        secrets: secretsCopy(),
       };
-      Object.defineProperty(event.transaction, "target_scopes", {
+      defineProperty(event.transaction, "target_scopes", {
         enumerable: true,
         get: function () { return target.slice(); },
       });
@@ -209,10 +212,10 @@ globalThis.require = function (name) {
       }
 
       // api.cache: a snapshot of the shared store; writes are sent back to it.
-      const started = Number(input.now) || now();
+      const started = Number(startedAt) || now();
       // No prototype: keys like "constructor" or "__proto__" are plain entries.
-      const store = Object.create(null);
-      const seed = input.cache || {};
+      const store = create(null);
+      const seed = cache || {};
       for (const k of keysOf(seed)) {
         if (seed[k] && seed[k].expires_at > started) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
       }
@@ -295,7 +298,7 @@ globalThis.require = function (name) {
           return api;
         },
         setTargetScopes: function (list) {
-          if (!Array.isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
+          if (!isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
           const next = [];
           for (const s of list) {
             checkScope(s);
@@ -366,9 +369,11 @@ globalThis.require = function (name) {
     poll: function (state) {
       const next = state.done ? -1 : driver.nextTimer();
       if (next >= 0) return next;
+      // Fresh arrays only when needed: Rust takes null as no lines.
+      if (timers.length !== 0) timers = [];
+      if (logs.length === 0) return null;
       const lines = logs;
       logs = [];
-      timers = [];
       return lines;
     },
     finish: function (state, lines) {

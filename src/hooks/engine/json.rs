@@ -9,12 +9,45 @@
 //! for D11's conversions.
 
 use boa_engine::builtins::function::{BoundFunction, OrdinaryFunction};
+use boa_engine::builtins::object::OrdinaryObject;
 use boa_engine::native_function::NativeFunctionObject;
+use boa_engine::object::ObjectInitializer;
+use boa_engine::object::builtins::JsArray;
+use boa_engine::property::Attribute;
 use boa_engine::property::PropertyKey;
 use boa_engine::string::JsStrVariant;
 use boa_engine::value::JsVariant;
 use boa_engine::{Context, JsObject, JsString, JsValue, js_string};
 use std::fmt::Write as _;
+
+/// The invocation's input as JS values, as `JsValue::from_json` builds them except that
+/// objects share their shapes as object literals do: `from_json` gives each object a
+/// property table of its own, which made building the input cost as much as running the
+/// seed hook.
+pub(crate) fn input(v: &serde_json::Value, ctx: &mut Context) -> JsValue {
+    use serde_json::Value;
+    match v {
+        Value::Null => JsValue::null(),
+        Value::Bool(b) => JsValue::from(*b),
+        Value::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(i) => JsValue::from(i),
+            None => JsValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => JsValue::from(JsString::from(s.as_str())),
+        Value::Array(items) => {
+            let items: Vec<JsValue> = items.iter().map(|x| input(x, ctx)).collect();
+            JsArray::from_iter(items, ctx).into()
+        }
+        Value::Object(map) => {
+            let mut o = ObjectInitializer::with_native_data(OrdinaryObject, ctx);
+            for (k, x) in map {
+                let x = input(x, o.context());
+                o.property(JsString::from(k.as_str()), x, Attribute::all());
+            }
+            o.build().into()
+        }
+    }
+}
 
 /// The writer met a value whose conversion could run JS or throw; nothing has run yet.
 #[derive(Debug)]
@@ -27,8 +60,13 @@ type Result<T> = std::result::Result<T, Unsupported>;
 const MAX_DEPTH: usize = 64;
 const MAX_ARRAY_LEN: u32 = 10_000;
 
-/// `JSON.stringify({ state, next: -1, logs })`, as the driver's `finish` writes it.
-pub(crate) fn final_text(state: &JsValue, logs: &JsObject, ctx: &mut Context) -> Result<String> {
+/// `JSON.stringify({ state, next: -1, logs })`, as the driver's `finish` writes it;
+/// no `logs` stands for an empty list.
+pub(crate) fn final_text(
+    state: &JsValue,
+    logs: Option<&JsObject>,
+    ctx: &mut Context,
+) -> Result<String> {
     let mut w = Writer {
         out: String::with_capacity(256),
         stack: Vec::new(),
@@ -47,8 +85,13 @@ pub(crate) fn final_text(state: &JsValue, logs: &JsObject, ctx: &mut Context) ->
         w.out.push(',');
     }
     w.out.push_str("\"next\":-1,\"logs\":");
-    if !w.object(logs)? {
-        return Err(Unsupported);
+    match logs {
+        None => w.out.push_str("[]"),
+        Some(logs) => {
+            if !w.object(logs)? {
+                return Err(Unsupported);
+            }
+        }
     }
     w.out.push('}');
     Ok(w.out)
@@ -304,7 +347,7 @@ mod tests {
             .unwrap()
             .as_object()
             .unwrap();
-        let ours = final_text(&v, &logs, ctx).ok()?;
+        let ours = final_text(&v, Some(&logs), ctx).ok()?;
         let js = ctx
             .eval(Source::from_bytes(
                 "JSON.stringify({state: v, next: -1, logs: l})",
