@@ -41,11 +41,8 @@ globalThis.require = function (name) {
   const MAX_LOG_CHARS = 1024;
   let logs = [];
   let secrets = {};
+  // Each call gets a copy: one request's hook must not see another's mutations.
   let noSecrets = true;
-  // A copy per call: one request's hook must not see another's mutations.
-  function secretsCopy() {
-    return noSecrets ? {} : assign({}, secrets);
-  }
   // Timers run on the worker's own clock: the Rust side sleeps until the next one is due
   // (never past the hook's deadline) and then fires it.
   let timers = [];
@@ -101,27 +98,11 @@ globalThis.require = function (name) {
     return { name: "Error", message: show(e) };
   }
 
-  // One invocation's state, read back as JSON after the job queue has run, so every
-  // value crosses the boundary as JSON (D11). Fields are added only when set: Rust
-  // reads a missing one as its default, and each property costs Boa a shape step.
-  function newState() {
-    return { done: false };
-  }
-
-  function settle(state, err, value) {
-    if (state.done) {
-      state.late = (state.late || 0) + 1; // D7: the first call wins
-      return;
-    }
-    state.done = true;
-    if (err !== undefined && err !== null) {
-      state.error = describe(err);
-      return;
-    }
-    // Kept as is: `finish` serializes the whole state once (Boa's JSON.stringify is
-    // the costliest step of a call).
-    state.result = value;
-  }
+  // Each invocation has a state object, read back as JSON after the job queue has
+  // run, so every value crosses the boundary as JSON (D11). It starts with the fields
+  // a usual run sets, the others are added when set: Rust reads a missing one as its
+  // default, adding a property is one of Boa's slower steps, and undefined ones are
+  // left out of the JSON.
 
   const driver = {
     hook: function () {
@@ -141,17 +122,34 @@ globalThis.require = function (name) {
     // The input comes as separate arguments (see `Engine::call_raw`): an input object
     // would only be taken apart here, and building it was a good part of a call.
     legacy: function (fn, client, scope, audience, body, ip, userAgent) {
-      // Auth0 passes the request's details at the top of `context` (ip, userAgent).
-      const context = { body: body || {} };
-      if (ip !== undefined) context.ip = ip;
-      if (userAgent !== undefined) context.userAgent = userAgent;
-      context.webtask = {
-        secrets: secretsCopy(),
+      const b = body || {};
+      const webtask = {
+        secrets: noSecrets ? {} : assign({}, secrets),
         body: { client: client, scope: scope, audience: audience },
       };
-      const state = newState();
+      // Auth0 passes the request's details at the top of `context` (ip, userAgent).
+      // Written as literals because adding properties one by one costs Boa more.
+      const context =
+        ip === undefined
+          ? userAgent === undefined
+            ? { body: b, webtask: webtask }
+            : { body: b, userAgent: userAgent, webtask: webtask }
+          : userAgent === undefined
+            ? { body: b, ip: ip, webtask: webtask }
+            : { body: b, ip: ip, userAgent: userAgent, webtask: webtask };
+      const state = { done: false, result: undefined };
       const cb = function (err, claims) {
-        settle(state, err, claims);
+        if (state.done) {
+          state.late = (state.late || 0) + 1; // D7: the first call wins
+          return;
+        }
+        state.done = true;
+        if (err !== undefined && err !== null) {
+          state.error = describe(err);
+          return;
+        }
+        // Kept as is: it is serialized once, when the invocation is over.
+        state.result = claims;
       };
       try {
         const ret = fn(client, scope, audience, context, cb);
@@ -193,7 +191,7 @@ globalThis.require = function (name) {
         transaction: {
           requested_scopes: isArray(requestedScope) ? requestedScope.slice() : [],
         },
-        secrets: secretsCopy(),
+        secrets: noSecrets ? {} : assign({}, secrets),
       };
       defineProperty(event.transaction, "target_scopes", {
         enumerable: true,
