@@ -161,8 +161,22 @@ impl Writer<'_> {
         out.push('"');
         match s.as_str().variant() {
             JsStrVariant::Latin1(bytes) => {
-                for &b in bytes {
-                    push_escaped(out, char::from(b));
+                // Runs of printable ASCII go in whole: most strings are only that.
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let run = rest
+                        .iter()
+                        .position(|&b| !(b' '..0x7f).contains(&b) || b == b'"' || b == b'\\')
+                        .unwrap_or(rest.len());
+                    if let Ok(ascii) = std::str::from_utf8(&rest[..run]) {
+                        out.push_str(ascii);
+                    }
+                    if let Some(&b) = rest.get(run) {
+                        push_escaped(out, char::from(b));
+                        rest = &rest[run + 1..];
+                    } else {
+                        rest = &[];
+                    }
                 }
             }
             JsStrVariant::Utf16(units) => {
