@@ -104,6 +104,15 @@ fn bench_hooks(c: &mut Criterion) {
             )
         })
     });
+    let mut heavy_engine = Engine::compile(HEAVY, "{}", Limits::default()).unwrap();
+    g.bench_function("action_inline_warm", |b| {
+        b.iter(|| {
+            heavy_engine.call(
+                black_box(&input),
+                std::time::Instant::now() + Duration::from_secs(5),
+            )
+        })
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -10,6 +10,8 @@ use boa_engine::{Context, JsObject, JsString, JsValue, Source, js_string};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
+mod json;
+
 const PRELUDE: &str = include_str!("prelude.js");
 
 /// Bounds that stop runaway plain-JS code with an uncatchable error.
@@ -223,16 +225,7 @@ impl Engine {
     /// As `call`, but a settled invocation comes back as the driver's JSON text,
     /// unparsed: a worker process forwards it as is and the pool parses it once.
     pub fn call_raw(&mut self, input: &serde_json::Value, deadline: Instant) -> Reply {
-        // Built directly as JS objects: Boa's JSON.parse costs ten times more.
-        let input = match JsValue::from_json(input, &mut self.ctx) {
-            Ok(v) => v,
-            Err(e) => {
-                return self.end(RawOutcome::Aborted {
-                    message: describe(e),
-                });
-            }
-        };
-        let args = [self.hook_fn.clone(), input];
+        let args = self.arguments(input);
         let state = match self.entry.call(&self.driver, &args, &mut self.ctx) {
             Ok(state) => state,
             Err(e) => {
@@ -247,23 +240,29 @@ impl Engine {
                     message: describe(e),
                 });
             }
-            let text = match self.driver_text(&self.poll.clone(), std::slice::from_ref(&state)) {
-                Ok(t) => t,
-                Err(message) => return self.end(RawOutcome::Aborted { message }),
-            };
-            // The driver answers `{"next":N}` while timers are pending, else the whole
-            // final state (which starts with `{"state":`).
-            if !text.starts_with("{\"next\":") {
-                // Over: settled, or nothing queued and nothing pending (D8). Jobs that
-                // serializing the result queued (a toJSON method) run now and are
-                // dropped, so nothing of this request reaches the next.
-                let _ = self.ctx.run_jobs();
-                let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
-                return Reply::Finished(text);
+            let polled =
+                match self
+                    .poll
+                    .call(&self.driver, std::slice::from_ref(&state), &mut self.ctx)
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return self.end(RawOutcome::Aborted {
+                            message: describe(e),
+                        });
+                    }
+                };
+            // The driver answers the milliseconds to the next timer while timers are
+            // pending; else the invocation is over (settled, or nothing queued and
+            // nothing pending, D8) and it answers the console lines (null for none).
+            if polled.is_object() || polled.is_null() {
+                return self.finished(state, polled);
             }
-            let next = text["{\"next\":".len()..text.len() - 1]
-                .parse::<f64>()
-                .unwrap_or(0.0);
+            let Some(next) = polled.as_number() else {
+                return self.end(RawOutcome::Aborted {
+                    message: "driver returned no state".into(),
+                });
+            };
             let wait = Duration::from_millis(next.max(0.0) as u64);
             let now = Instant::now();
             if now + wait > deadline {
@@ -280,6 +279,69 @@ impl Engine {
                 });
             }
         }
+    }
+
+    /// The driver entry's arguments (see `legacy` and `action` in prelude.js): the hook
+    /// and the fields of `input` it reads, built directly as JS values (Boa's JSON.parse
+    /// costs ten times more). A missing field is undefined, as reading it was.
+    fn arguments(&mut self, input: &serde_json::Value) -> Vec<JsValue> {
+        let request = input.get("request");
+        let names: &[(bool, &str)] = match self.form {
+            Form::Legacy => &[
+                (false, "client"),
+                (false, "scope"),
+                (false, "audience"),
+                (true, "body"),
+                (true, "ip"),
+                (true, "user_agent"),
+            ],
+            Form::Action => &[
+                (false, "client"),
+                (false, "scope"),
+                (false, "requested_scope"),
+                (false, "audience"),
+                (true, "body"),
+                (true, "ip"),
+                (true, "method"),
+                (true, "hostname"),
+                (true, "user_agent"),
+                (true, "language"),
+                (false, "cache"),
+                (false, "now"),
+            ],
+        };
+        let mut args = Vec::with_capacity(names.len() + 1);
+        args.push(self.hook_fn.clone());
+        for &(in_request, name) in names {
+            let from = if in_request { request } else { Some(input) };
+            args.push(match from.and_then(|v| v.get(name)) {
+                Some(v) => json::input(v, &mut self.ctx),
+                None => JsValue::undefined(),
+            });
+        }
+        args
+    }
+
+    /// The final JSON text of an invocation that is over.
+    fn finished(&mut self, state: JsValue, lines: JsValue) -> Reply {
+        if let Ok(text) = json::final_text(&state, lines.as_object().as_ref(), &mut self.ctx) {
+            // No JS ran and `poll` already dropped the console lines and timers.
+            return Reply::Finished(text);
+        }
+        let lines = if lines.is_null() {
+            JsValue::undefined()
+        } else {
+            lines
+        };
+        let text = match self.driver_text(&self.finish.clone(), &[state, lines]) {
+            Ok(t) => t,
+            Err(message) => return self.end(RawOutcome::Aborted { message }),
+        };
+        // Jobs that serializing the result queued (a toJSON method) run now and are
+        // dropped, so nothing of this request reaches the next.
+        let _ = self.ctx.run_jobs();
+        let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
+        Reply::Finished(text)
     }
 
     /// Ends an invocation that did not settle: collects its console lines and drops

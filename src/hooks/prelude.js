@@ -29,6 +29,16 @@ globalThis.require = function (name) {
   const now = Date.now;
   const assign = Object.assign;
   const keysOf = Object.keys;
+  const create = Object.create;
+  const defineProperty = Object.defineProperty;
+  const isArray = Array.isArray;
+  const apply = Reflect.apply;
+  const arrayOf = Array.of;
+  // A shallow copy as Array.of makes it, which neither looks up a species constructor
+  // (the costliest part of slice in Boa) nor reaches anything a hook can replace.
+  function copyList(list) {
+    return apply(arrayOf, undefined, list);
+  }
   function without(list, drop) {
     const out = [];
     for (let i = 0; i < list.length; i++) if (!drop(list[i])) out[out.length] = list[i];
@@ -38,6 +48,8 @@ globalThis.require = function (name) {
   const MAX_LOG_CHARS = 1024;
   let logs = [];
   let secrets = {};
+  // Each call gets a copy: one request's hook must not see another's mutations.
+  let noSecrets = true;
   // Timers run on the worker's own clock: the Rust side sleeps until the next one is due
   // (never past the hook's deadline) and then fires it.
   let timers = [];
@@ -93,25 +105,21 @@ globalThis.require = function (name) {
     return { name: "Error", message: show(e) };
   }
 
-  // One invocation's state; read back by Rust with JSON.stringify after the job queue
-  // has run, so every value crosses the boundary as JSON (D11).
-  function newState() {
-    return { done: false, error: null, result: null, thrown: false, rejected: null, late: 0 };
+  // Helpers of the Action API that hold nothing of a call: made once, not per call.
+  const space = /\s/;
+  function checkScope(s) {
+    if (typeof s !== "string" || s.length === 0 || space.test(s)) {
+      throw new TypeError("invalid scope: " + show(s) + " (a non-empty string without spaces)");
+    }
+    return s;
   }
-
-  function settle(state, err, value) {
-    if (state.done) {
-      state.late += 1; // D7: the first call wins
-      return;
+  function byteLength(s) {
+    let n = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      n += c < 0x80 ? 1 : c < 0x800 ? 2 : (c >= 0xd800 && c < 0xdc00) ? (i++, 4) : 3;
     }
-    state.done = true;
-    if (err !== undefined && err !== null) {
-      state.error = describe(err);
-      return;
-    }
-    // Kept as is: `finish` serializes the whole state once (Boa's JSON.stringify is
-    // the costliest step of a call).
-    state.result = value;
+    return n;
   }
 
   const driver = {
@@ -127,25 +135,47 @@ globalThis.require = function (name) {
     },
     setSecrets: function (json) {
       secrets = JSON.parse(json);
+      noSecrets = keysOf(secrets).length === 0;
     },
-    legacy: function (fn, input) {
-      const req = input.request || {};
-      // Auth0 passes the request's details at the top of `context` (ip, userAgent).
-      const context = { body: req.body || {} };
-      if (req.ip !== undefined) context.ip = req.ip;
-      if (req.user_agent !== undefined) context.userAgent = req.user_agent;
-      // A copy per call: one request's hook must not see another's mutations.
-      context.webtask = {
-        secrets: assign({}, secrets),
-        body: { client: input.client, scope: input.scope, audience: input.audience },
+    // The input comes as separate arguments (see `Engine::call_raw`): an input object
+    // would only be taken apart here, and building it was a good part of a call.
+    legacy: function (fn, client, scope, audience, body, ip, userAgent) {
+      const b = body || {};
+      const webtask = {
+        secrets: noSecrets ? {} : assign({}, secrets),
+        body: { client: client, scope: scope, audience: audience },
       };
-      input.context = context;
-      const state = newState();
+      // Auth0 passes the request's details at the top of `context` (ip, userAgent).
+      // Written as literals because adding properties one by one costs Boa more.
+      const context =
+        ip === undefined
+          ? userAgent === undefined
+            ? { body: b, webtask: webtask }
+            : { body: b, userAgent: userAgent, webtask: webtask }
+          : userAgent === undefined
+            ? { body: b, ip: ip, webtask: webtask }
+            : { body: b, ip: ip, userAgent: userAgent, webtask: webtask };
+      // The invocation's state, read back as JSON after the job queue has run, so
+      // every value crosses the boundary as JSON (D11). It starts with the fields a
+      // usual run sets and gets others when they are set: Rust reads a missing one as
+      // its default, undefined ones are left out of the JSON, and adding a property
+      // is one of Boa's slower steps.
+      const state = { done: false, result: undefined };
       const cb = function (err, claims) {
-        settle(state, err, claims);
+        if (state.done) {
+          state.late = (state.late || 0) + 1; // D7: the first call wins
+          return;
+        }
+        state.done = true;
+        if (err !== undefined && err !== null) {
+          state.error = describe(err);
+          return;
+        }
+        // Kept as is: it is serialized once, when the invocation is over.
+        state.result = claims;
       };
       try {
-        const ret = fn(input.client, input.scope, input.audience, input.context, cb);
+        const ret = fn(client, scope, audience, context, cb);
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
           ret.then(undefined, function (e) {
             if (!state.done) state.rejected = describe(e);
@@ -161,68 +191,51 @@ globalThis.require = function (name) {
       return state;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
-    action: function (fn, input) {
-      const state = newState();
-      state.claims = Object.create(null);
-      state.deny = null;
-      state.target_changed = false;
-      state.target_scopes = [];
-      state.cache_ops = [];
-      const granted = Array.isArray(input.scope) ? input.scope.slice() : [];
-      let target = granted.slice();
-      const req = input.request || {};
-      const client = input.client || {};
+    action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt) {
+      // As for `legacy`.
+      const state = { done: false, claims: create(null), cache_ops: [] };
+      // The input arrays are fresh for each call and this function's own: one is
+      // handed to the hook as is.
+      const granted = isArray(scope) ? scope : [];
+      let target = copyList(granted);
+      const client = inClient || {};
       const customClaims = {};
       const event = {
-        accessToken: { scope: granted.slice(), customClaims: customClaims },
+        accessToken: { scope: granted, customClaims: customClaims },
         client: { client_id: client.id, name: client.name, metadata: assign({}, client.metadata || {}) },
         request: {
-          body: req.body || {},
-          ip: req.ip,
-          method: req.method,
-          hostname: req.hostname,
-          user_agent: req.user_agent,
-          language: req.language,
+          body: body || {},
+          ip: ip,
+          method: method,
+          hostname: hostname,
+          user_agent: userAgent,
+          language: language,
           query: {},
         },
-        resource_server: { identifier: input.audience },
+        resource_server: { identifier: audience },
         tenant: { id: client.tenant },
         transaction: {
-          requested_scopes: Array.isArray(input.requested_scope) ? input.requested_scope.slice() : [],
+          requested_scopes: isArray(requestedScope) ? requestedScope : [],
         },
-        secrets: assign({}, secrets),
+        secrets: noSecrets ? {} : assign({}, secrets),
       };
-      Object.defineProperty(event.transaction, "target_scopes", {
+      defineProperty(event.transaction, "target_scopes", {
         enumerable: true,
-        get: function () { return target.slice(); },
+        get: function () { return copyList(target); },
       });
 
-      function checkScope(s) {
-        if (typeof s !== "string" || s.length === 0 || /\s/.test(s)) {
-          throw new TypeError("invalid scope: " + show(s) + " (a non-empty string without spaces)");
-        }
-        return s;
-      }
       function changed() {
         state.target_changed = true;
-        state.target_scopes = target.slice();
+        state.target_scopes = copyList(target);
       }
 
       // api.cache: a snapshot of the shared store; writes are sent back to it.
-      const started = Number(input.now) || now();
+      const started = Number(startedAt) || now();
       // No prototype: keys like "constructor" or "__proto__" are plain entries.
-      const store = Object.create(null);
-      const seed = input.cache || {};
+      const store = create(null);
+      const seed = cache || {};
       for (const k of keysOf(seed)) {
         if (seed[k] && seed[k].expires_at > started) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
-      }
-      function byteLength(s) {
-        let n = 0;
-        for (let i = 0; i < s.length; i++) {
-          const c = s.charCodeAt(i);
-          n += c < 0x80 ? 1 : c < 0x800 ? 2 : (c >= 0xd800 && c < 0xdc00) ? (i++, 4) : 3;
-        }
-        return n;
       }
       const cacheApi = {
         get: function (key) {
@@ -295,7 +308,7 @@ globalThis.require = function (name) {
           return api;
         },
         setTargetScopes: function (list) {
-          if (!Array.isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
+          if (!isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
           const next = [];
           for (const s of list) {
             checkScope(s);
@@ -358,15 +371,24 @@ globalThis.require = function (name) {
         }
       }
     },
-    // After the job queue ran: either the invocation is over (state and console lines
-    // as JSON, and whatever it left behind dropped so it cannot run during the next
-    // one), or the milliseconds until its next timer.
+    // After the job queue ran: the milliseconds until the next timer while the
+    // invocation goes on; once it is over, its console lines, with whatever it left
+    // behind dropped so it cannot run during the next one. Rust then writes the state
+    // and these lines as JSON itself, or hands them to `finish` for values it leaves
+    // to JSON.stringify.
     poll: function (state) {
       const next = state.done ? -1 : driver.nextTimer();
-      if (next >= 0) return '{"next":' + next + "}";
-      return driver.finish(state);
+      if (next >= 0) return next;
+      // Fresh arrays only when needed: Rust takes null as no lines.
+      if (timers.length !== 0) timers = [];
+      if (logs.length === 0) return null;
+      const lines = logs;
+      logs = [];
+      return lines;
     },
-    finish: function (state) {
+    finish: function (state, lines) {
+      // Live again while serializing, so a toJSON that logs is still reported.
+      if (lines !== undefined) logs = lines;
       let out;
       try {
         out = stringify({ state: state === undefined ? null : state, next: -1, logs: logs });
