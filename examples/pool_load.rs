@@ -39,7 +39,14 @@ fn ticks() -> u64 {
         };
         let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok());
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            });
         if ppid == Some(me) {
             total += ticks_of(pid);
         }
@@ -55,10 +62,14 @@ fn call() -> HookCall {
             id: "svc-basic".into(),
             name: "Billing sync".into(),
             tenant: Some("acme".into()),
-            metadata: [("region", "eu"), ("plan", "enterprise"), ("team", "payments")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            metadata: [
+                ("region", "eu"),
+                ("plan", "enterprise"),
+                ("team", "payments"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         },
         scope: Some(vec!["read:data".into(), "write:data".into()]),
         audience: Some("https://api.example.com".into()),
@@ -103,7 +114,9 @@ fn main() {
         timeout: Duration::from_secs(5),
         secrets: Default::default(),
     };
-    let cfg = tokenhook::config::HooksConfig::defaults(".".into());
+    let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
+    // As the sidecar's default: one worker per core.
+    cfg.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cfg.workers;
     let command = tokenhook::hooks::pool::WorkerCommand {
         program,
