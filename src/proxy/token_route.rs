@@ -352,7 +352,8 @@ async fn enrich(
             doc.insert("scope".into(), Value::String(applied.scopes.join(" ")));
         }
     }
-    let body = Bytes::from(Value::Object(doc).to_string());
+    // Into a Vec directly: `Display` would go through the formatting machinery.
+    let body = Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
     let mut header = own_header(&resp.header, &["content-encoding", "content-length"]);
     let built = (|| -> Result<()> {
         header.insert_header("Cache-Control", "no-store")?;
@@ -496,7 +497,8 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
         .to_owned()
         + &cfg.server.jwks_path;
     doc.insert("jwks_uri".into(), Value::String(jwks_uri));
-    let body = Bytes::from(Value::Object(doc).to_string());
+    // Into a Vec directly: `Display` would go through the formatting machinery.
+    let body = Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
     let mut h = own_header(&resp.header, &["content-encoding", "content-length"]);
     h.set_content_length(body.len())?;
     h.insert_header("X-Request-Id", ctx.request_id.as_str())?;
