@@ -91,8 +91,8 @@ struct Call {
 /// A call that has run this long while others wait is treated as stuck (hook calls
 /// normally take microseconds to a few milliseconds).
 const STUCK_AFTER: Duration = Duration::from_millis(100);
-/// How often a stuck call is checked again for others waiting behind it.
-const STUCK_RECHECK: Duration = Duration::from_millis(10);
+/// How often calls in flight are checked against their deadlines and for being stuck.
+const TICK: Duration = Duration::from_millis(10);
 /// How long a worker may take to start and compile the hook.
 const START_LIMIT: Duration = Duration::from_secs(30);
 /// Calls sent to one worker ahead of its answers. Deeper pipelines let one wake-up of
@@ -519,11 +519,10 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
     let mut killed = false;
     let mut culprit = false;
     let mut busy = false;
-    let mut stuck_check: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
-    let mut timer_at: Option<Instant> = None;
+    let mut timer_armed = false;
     loop {
         // Registered before the queue is looked at, so no wake-up is missed.
         let notified = shared.notify.notified();
@@ -591,9 +590,6 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                 continue;
             }
             w.wbuf.extend_from_slice(&call.frame);
-            if inflight.is_empty() {
-                stuck_check = Some(now + STUCK_AFTER);
-            }
             inflight.push_back(InFlight { call, started: now });
             room = inflight.len() < DEPTH;
         }
@@ -602,22 +598,13 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             shared.notify.notify_one();
         }
 
-        let front = inflight.front();
-        let kill_at = front
-            .filter(|_| !killed)
-            .map(|f| f.call.deadline.max(f.started) + shared.grace);
-        let check_at = stuck_check.filter(|_| front.is_some() && !aside && !killed);
-        // One timer, moved only when its instant changes: a call's loop iterations
-        // then cost no timer-wheel work.
-        let wake_at = match (kill_at, check_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(at) = wake_at
-            && timer_at != Some(at)
-        {
-            timer.as_mut().reset(at.into());
-            timer_at = Some(at);
+        // While calls are in flight a coarse tick checks deadlines and stuck calls.
+        // Moving a timer to each call's own deadline would re-register it per call, and
+        // tokio wakes a parked runtime thread whenever the earliest timer moves earlier.
+        let ticking = !inflight.is_empty();
+        if ticking && !timer_armed {
+            timer.as_mut().reset((Instant::now() + TICK).into());
+            timer_armed = true;
         }
         tokio::select! {
             biased;
@@ -637,9 +624,7 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                                 let _ = r.send(result);
                             }
                             if let Some(next) = inflight.front_mut() {
-                                let now = Instant::now();
-                                next.started = now;
-                                stuck_check = Some(now + STUCK_AFTER);
+                                next.started = Instant::now();
                             }
                         }
                         Ok(None) => break,
@@ -687,22 +672,24 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                     }
                 }
             }
-            _ = timer.as_mut(), if wake_at.is_some() => {
-                timer_at = None;
+            _ = timer.as_mut(), if ticking => {
+                timer_armed = false;
                 let now = Instant::now();
-                if kill_at.is_some_and(|at| now >= at) {
+                let Some(front) = inflight.front() else { continue };
+                if !killed && now >= front.call.deadline.max(front.started) + shared.grace {
                     killed = true;
                     culprit = true;
                     w.proc.kill();
-                } else if check_at.is_some_and(|at| now >= at) {
-                    let others_wait = inflight.len() > 1 || !shared.queue_is_empty();
-                    if others_wait && shared.reserve_aside() {
-                        aside = true;
-                        set_aside(&shared, &mut inflight);
-                        shared.live.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(driver(shared.clone(), None));
-                    }
-                    stuck_check = Some(now + STUCK_RECHECK);
+                } else if !killed
+                    && !aside
+                    && now.duration_since(front.started) >= STUCK_AFTER
+                    && (inflight.len() > 1 || !shared.queue_is_empty())
+                    && shared.reserve_aside()
+                {
+                    aside = true;
+                    set_aside(&shared, &mut inflight);
+                    shared.live.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(driver(shared.clone(), None));
                 }
             }
             _ = &mut notified, if room => {}
