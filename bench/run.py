@@ -67,6 +67,32 @@ def rss_kib(pid, field):
     return total
 
 
+def pipe_round_trip_us(cpu_a, cpu_b, n=20000):
+    """One byte there and back over pipes between two processes pinned to these CPUs:
+    what a wake-up of another process costs on this machine (the hook pool pays it)."""
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.sched_setaffinity(0, {cpu_b})
+        for _ in range(n):
+            os.read(r1, 1)
+            os.write(w2, b"x")
+        os._exit(0)
+    everything = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu_a})
+    t = time.perf_counter()
+    for _ in range(n):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+    took = time.perf_counter() - t
+    os.waitpid(pid, 0)
+    os.sched_setaffinity(0, everything)
+    for fd in (r1, w1, r2, w2):
+        os.close(fd)
+    return took / n * 1e6
+
+
 def wait_http(url, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -218,8 +244,13 @@ def main():
         rss = f"{r['rss_mib']:.0f} ({r['hwm_mib']:.0f})" if "rss_mib" in r else ""
         lines.append(f"| {n} | {c} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} | {cpu} | {rss} | {vs_a} | {vs_b} | {r['ok']}/{r['requests']} |")
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpus = sorted(os.sched_getaffinity(0))
+    same = pipe_round_trip_us(cpus[0], cpus[0])
+    cross = pipe_round_trip_us(cpus[0], cpus[-1]) if len(cpus) > 1 else same
     header = (f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores ({cpu_model}), "
-              f"{seconds} s per run; command: `bench/run.sh{' --quick' if a.quick else ''}`\n\n")
+              f"{seconds} s per run; command: `bench/run.sh{' --quick' if a.quick else ''}`\n\n"
+              f"Machine check: a pipe round trip between two processes (Python) takes {same:.1f} µs on one CPU "
+              f"and {cross:.1f} µs across CPUs.\n\n")
     text = header + "\n".join(lines) + "\n"
     open(a.out, "w").write(text)
     print(text)
