@@ -124,6 +124,7 @@ def oha(oha_bin, url, conns, seconds, rate=None, token=True):
         "rps": j["summary"]["requestsPerSec"],
         "requests": total,
         "ok": ok,
+        "codes": codes,
         "p50": pct["p50"] * 1000, "p99": pct["p99"] * 1000, "p999": pct.get("p99.9", pct["p99"]) * 1000,
     }
 
@@ -251,7 +252,8 @@ def main():
               f"{seconds} s per run; command: `bench/run.sh{' --quick' if a.quick else ''}`\n\n"
               f"Machine check: a pipe round trip between two processes (Python) takes {same:.1f} µs on one CPU "
               f"and {cross:.1f} µs across CPUs.\n\n")
-    text = header + "\n".join(lines) + "\n"
+    odd = [f"- {n}, {c} connections: status codes {r['codes']}" for n, c, r in rows if r["ok"] != r["requests"]]
+    text = header + "\n".join(lines) + "\n" + ("\nNot 2xx:\n" + "\n".join(odd) + "\n" if odd else "")
     open(a.out, "w").write(text)
     print(text)
     failed = [n for n, _, r in rows if r["ok"] != r["requests"] and not n.startswith("1000")]
