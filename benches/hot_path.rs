@@ -10,13 +10,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokenhook::config::HooksConfig;
+use tokenhook::hooks::HookPool;
 use tokenhook::hooks::engine::{Engine, Limits};
 use tokenhook::hooks::manifest::HookSpec;
 use tokenhook::hooks::pool::WorkerCommand;
-use tokenhook::hooks::{HookCall, HookClient, HookPool};
 use tokenhook::keys::{SigningKey, generate_pem};
 use tokenhook::token::claims::{self, ClaimPolicy};
 use tokenhook::token::verify::{JwksSource, Verifier};
+
+mod common;
+use common::call;
 
 const SEED: &str = include_str!("../hooks/seed.js");
 const HEAVY: &str = include_str!("../hooks/action-metadata.js");
@@ -33,34 +36,6 @@ fn payload() -> Map<String, Value> {
     .as_object()
     .cloned()
     .unwrap()
-}
-
-fn call() -> HookCall {
-    HookCall {
-        client: HookClient {
-            id: "svc-basic".into(),
-            name: "Billing sync".into(),
-            tenant: Some("acme".into()),
-            metadata: [
-                ("region", "eu"),
-                ("plan", "enterprise"),
-                ("team", "payments"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        },
-        scope: Some(vec!["read:data".into(), "write:data".into()]),
-        audience: Some("https://api.example.com".into()),
-        requested_scope: None,
-        body: json!({"grant_type": "client_credentials"})
-            .as_object()
-            .cloned()
-            .unwrap(),
-        ip: Some("203.0.113.7".into()),
-        method: "POST".into(),
-        ..Default::default()
-    }
 }
 
 fn pool(source: &str) -> HookPool {

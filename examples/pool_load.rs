@@ -9,8 +9,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokenhook::hooks::HookPool;
 use tokenhook::hooks::engine::{Engine, Limits};
-use tokenhook::hooks::{HookCall, HookClient, HookPool};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::call;
 
 fn ticks_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -55,33 +59,6 @@ fn ticks() -> u64 {
 }
 
 const TICK_US: f64 = 10_000.0; // USER_HZ is 100 on Linux
-
-fn call() -> HookCall {
-    HookCall {
-        client: HookClient {
-            id: "svc-basic".into(),
-            name: "Billing sync".into(),
-            tenant: Some("acme".into()),
-            metadata: [
-                ("region", "eu"),
-                ("plan", "enterprise"),
-                ("team", "payments"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        },
-        scope: Some(vec!["read:data".into(), "write:data".into()]),
-        audience: Some("https://api.example.com".into()),
-        body: serde_json::json!({"grant_type": "client_credentials"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-        ip: Some("203.0.113.7".into()),
-        method: "POST".into(),
-        ..Default::default()
-    }
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
