@@ -345,6 +345,20 @@ fn direct_pool(
     timeout: Duration,
     max_stuck: usize,
 ) -> (tokenhook::hooks::HookPool, tokio::runtime::Runtime) {
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program: env!("CARGO_BIN_EXE_tokenhook").into(),
+        args: vec![tokenhook::hooks::WORKER_ARG.into()],
+    };
+    pool_with_command(source, timeout, max_stuck, 1, command)
+}
+
+fn pool_with_command(
+    source: &str,
+    timeout: Duration,
+    max_stuck: usize,
+    workers: usize,
+    command: tokenhook::hooks::pool::WorkerCommand,
+) -> (tokenhook::hooks::HookPool, tokio::runtime::Runtime) {
     let spec = tokenhook::hooks::manifest::HookSpec {
         name: "direct".into(),
         path: "direct.js".into(),
@@ -353,13 +367,9 @@ fn direct_pool(
         secrets: Default::default(),
     };
     let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
-    cfg.workers = 1;
+    cfg.workers = workers;
     cfg.max_stuck_workers = max_stuck;
     cfg.memory_limit_bytes = 128 << 20;
-    let command = tokenhook::hooks::pool::WorkerCommand {
-        program: env!("CARGO_BIN_EXE_tokenhook").into(),
-        args: vec![tokenhook::hooks::WORKER_ARG.into()],
-    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -450,4 +460,123 @@ fn calls_pipelined_behind_a_crashing_call_run_on_another_worker() {
         0,
         "memory",
     );
+}
+
+/// A stand-in worker speaking the pool's protocol (see `src/hooks/protocol.rs`): it
+/// answers a call for client `bad` with a malformed frame, after a pause that lets the
+/// next call queue behind it in its pipe, and any other call with that client's id.
+const BROKEN_WORKER: &str = r#"
+import json, struct, sys, time
+r, w = sys.stdin.buffer, sys.stdout.buffer
+def read():
+    head = r.read(4)
+    if len(head) < 4:
+        sys.exit(0)
+    body = r.read(struct.unpack(">I", head)[0])
+    return body[0], body[1:]
+def send(tag, payload):
+    w.write(struct.pack(">I", len(payload) + 1) + bytes([tag]) + payload)
+    w.flush()
+read()
+send(3, b"legacy")
+while True:
+    _, body = read()
+    client = json.loads(body[8:])["client"]["id"]
+    if client == "bad":
+        time.sleep(0.2)
+        send(6, b"not json")
+    else:
+        state = {"done": True, "result": {"https://x/id": client}}
+        send(5, json.dumps({"state": state, "logs": []}).encode())
+"#;
+
+#[test]
+fn a_malformed_answer_fails_only_its_own_call() {
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program: "python3".into(),
+        args: vec!["-c".into(), BROKEN_WORKER.into()],
+    };
+    let (pool, rt) = pool_with_command("unused", Duration::from_secs(5), 0, 1, command);
+    let pool = Arc::new(pool);
+    rt.block_on(async {
+        let bad = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.invoke(&client_call("bad")).await.result }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Pipelined behind the bad call in the one worker's pipe.
+        let good = pool.invoke(&client_call("good")).await.result;
+        let effect = good.unwrap_or_else(|e| panic!("the healthy call failed: {e:?}"));
+        assert_eq!(effect.claims["https://x/id"], "good");
+        let failure = bad.await.unwrap().unwrap_err();
+        assert!(
+            failure.error().description.contains("answered badly"),
+            "{failure:?}"
+        );
+    });
+    assert!(pool.stats().replaced.load(Ordering::Relaxed) >= 1);
+}
+
+/// A stand-in worker that crashes on a call for client `crash`, and whose third and
+/// later starts (the replacements) take 30 s: the file named by its argument counts
+/// starts.
+const SLOW_RESTART_WORKER: &str = r#"
+import json, os, struct, sys, time
+r, w = sys.stdin.buffer, sys.stdout.buffer
+def read():
+    head = r.read(4)
+    if len(head) < 4:
+        sys.exit(0)
+    body = r.read(struct.unpack(">I", head)[0])
+    return body[0], body[1:]
+def send(tag, payload):
+    w.write(struct.pack(">I", len(payload) + 1) + bytes([tag]) + payload)
+    w.flush()
+path = sys.argv[1]
+starts = int(open(path).read()) if os.path.exists(path) else 0
+open(path, "w").write(str(starts + 1))
+read()
+if starts >= 2:
+    time.sleep(30)
+send(3, b"legacy")
+while True:
+    _, body = read()
+    client = json.loads(body[8:])["client"]["id"]
+    if client == "crash":
+        os._exit(1)
+    state = {"done": True, "result": {"https://x/id": client}}
+    send(5, json.dumps({"state": state, "logs": []}).encode())
+"#;
+
+#[test]
+fn a_worker_restarting_does_not_hold_up_calls_an_idle_worker_can_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("starts");
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program: "python3".into(),
+        args: vec![
+            "-c".into(),
+            SLOW_RESTART_WORKER.into(),
+            counter.to_str().unwrap().into(),
+        ],
+    };
+    let (pool, rt) = pool_with_command("unused", Duration::from_secs(60), 0, 2, command);
+    rt.block_on(async {
+        assert!(pool.invoke(&client_call("crash")).await.result.is_err());
+        // One worker is now restarting (30 s); the other is idle and must take every
+        // call, also after it has served one (a bound far below the restart, not a
+        // speed measurement).
+        for i in 0..3 {
+            let started = Instant::now();
+            let effect = pool.invoke(&client_call(&format!("good-{i}"))).await.result;
+            assert!(effect.is_ok(), "{effect:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "call {i} waited {:?} for the restarting worker",
+                started.elapsed()
+            );
+        }
+    });
+    // The restart still runs on a blocking thread; dropping the runtime would wait for it.
+    rt.shutdown_background();
 }

@@ -2,9 +2,10 @@
 //! the hook compiled once, fed from one bounded queue, each call answered by a oneshot.
 //!
 //! Each worker process is driven by an async task on the runtime of the requests that
-//! use it (the first call starts them there), doing non-blocking pipe I/O. A call costs
-//! the worker's wake-up and the reply's wake-up of that runtime, nothing else: no
-//! thread in between. Calls are pipelined (`DEPTH`): while a worker runs one call the
+//! use it, doing non-blocking pipe I/O: the first call starts the tasks on its runtime
+//! (the proxy's, which lives as long as the sidecar; a pool outlives no runtime). A
+//! call costs the worker's wake-up and the reply's wake-up of that runtime, nothing
+//! else: no thread in between. Calls are pipelined (`DEPTH`): while a worker runs one call the
 //! next ones already wait in its pipe, so a busy worker does not sleep between calls.
 //! The cost is measured in `benches/hot_path.rs` (latency) and `examples/pool_load.rs`
 //! (CPU per call under load).
@@ -18,13 +19,14 @@
 //! - plain-JS loops and recursion: Boa's runtime limits end them inside the worker
 //!   with a clear error, without a restart.
 //! - stuck workers: a call still running after 100 ms while other calls wait is set
-//!   aside (it still answers its own client, by its deadline at the latest, and its
-//!   process is then killed) and a fresh worker takes its place, so runaway hooks on
-//!   every worker at once do not stall other clients. A call queued behind it in its
-//!   pipe goes back to the queue for another worker; the stuck worker's later answer
-//!   to it is dropped unread, which is safe because a hook's only effects are in its
-//!   answer. At most `hooks.max_stuck_workers` calls are set aside at a time; beyond,
-//!   calls wait.
+//!   aside (it still answers its own client, by its deadline at the latest, when its
+//!   process is killed if it is still running) and a fresh worker takes its place, so
+//!   runaway hooks on every worker at once do not stall other clients; once the pool
+//!   has more workers than `hooks.workers`, idle ones retire. Calls already in the
+//!   stuck worker's pipe go back to the queue for another worker; the stuck worker may
+//!   still run them, and its answers are dropped unread, which is safe because a hook's
+//!   only effects are in its answer. At most `hooks.max_stuck_workers` calls are set
+//!   aside at a time; beyond, calls wait.
 //! - queue: `hooks.queue` pending calls; beyond, 503 `temporarily_unavailable`.
 //! - replacements: a worker that keeps failing to start is retried with backoff, never
 //!   in a tight loop; readiness fails while no worker is up.
@@ -107,22 +109,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One worker process. Dropping the last handle kills and reaps it.
 struct Proc {
-    child: Mutex<Child>,
+    child: Mutex<Option<Child>>,
     stats: Arc<PoolStats>,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let c = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let _ = c.wait();
         self.stats.up.fetch_sub(1, Ordering::Relaxed);
+        let slot = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(mut child) = slot.take() else { return };
+        let _ = child.kill();
+        if matches!(child.try_wait(), Ok(None)) {
+            // Tearing down a killed process takes a moment; drops happen on runtime
+            // threads, which must not wait for it.
+            let spawned = std::thread::Builder::new()
+                .name("hook-reap".into())
+                .spawn(move || {
+                    let _ = child.wait();
+                });
+            drop(spawned);
+        }
     }
 }
 
 impl Proc {
     fn kill(&self) {
-        let _ = lock(&self.child).kill();
+        if let Some(c) = lock(&self.child).as_mut() {
+            let _ = c.kill();
+        }
     }
 
     /// Why the process ended, for the failed call's error and the log.
@@ -140,7 +154,10 @@ impl Proc {
     async fn exit_reason(&self, what: &str) -> String {
         let deadline = Instant::now() + Duration::from_millis(500);
         loop {
-            let polled = lock(&self.child).try_wait();
+            let polled = match lock(&self.child).as_mut() {
+                Some(c) => c.try_wait(),
+                None => Ok(None),
+            };
             match polled {
                 Ok(Some(status)) => return Self::describe_exit(status, what),
                 Ok(None) if Instant::now() < deadline => {
@@ -200,7 +217,7 @@ fn start_worker(shared: &Shared) -> Result<(Started, Form), String> {
     };
     shared.stats.up.fetch_add(1, Ordering::Relaxed);
     let proc = Arc::new(Proc {
-        child: Mutex::new(child),
+        child: Mutex::new(Some(child)),
         stats: shared.stats.clone(),
     });
     let (guard, fired) = start_guard(&proc, START_LIMIT);
@@ -212,7 +229,7 @@ fn start_worker(shared: &Shared) -> Result<(Started, Form), String> {
                 .map_err(|e| format!("hook worker failed while starting: {e}"))
         });
     drop(guard);
-    let status = || lock(&proc.child).wait().ok();
+    let status = || lock(&proc.child).as_mut().and_then(|c| c.wait().ok());
     match first {
         _ if fired.load(Ordering::Relaxed) => Err(format!(
             "hook worker did not start within {} s",
@@ -283,6 +300,8 @@ struct Shared {
     live: AtomicUsize,
     /// Drivers whose stuck call was set aside.
     aside: AtomicUsize,
+    /// Drivers with a worker and nothing in flight, waiting for a call.
+    idle: AtomicUsize,
     closed: AtomicBool,
     /// Workers started by `Pool::start`, waiting for the first call to bring a runtime.
     parked: Mutex<Vec<Started>>,
@@ -311,9 +330,14 @@ impl Shared {
     }
 
     /// Takes this driver out of the count if there are more than `target` besides the
-    /// set-aside ones (whose replacements must stay); the compare-and-swap keeps two
-    /// drivers from both retiring below it.
+    /// set-aside ones (whose replacements must stay) and nothing waits; the
+    /// compare-and-swap keeps two drivers from both retiring below it.
     fn retire_surplus(&self) -> bool {
+        // Closing drivers end once everything is answered; retiring then could leave
+        // a requeued call without a driver.
+        if self.closed.load(Ordering::Relaxed) || !self.queue_is_empty() {
+            return false;
+        }
         let mut live = self.live.load(Ordering::Relaxed);
         while live > self.target + self.aside.load(Ordering::Relaxed) {
             match self
@@ -387,6 +411,7 @@ impl Pool {
             notify: Notify::new(),
             live: AtomicUsize::new(0),
             aside: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
         });
@@ -524,11 +549,6 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
     tokio::pin!(timer);
     let mut timer_armed = false;
     loop {
-        // Registered before the queue is looked at, so no wake-up is missed.
-        let notified = shared.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-
         if busy == inflight.is_empty() {
             busy = !busy;
             if busy {
@@ -553,10 +573,13 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             let s = shared.clone();
             let started = tokio::task::spawn_blocking(move || start_worker(&s))
                 .await
-                .unwrap_or_else(|_| Err("hook worker start panicked".into()));
+                .unwrap_or_else(|_| Err("hook worker start panicked".into()))
+                .and_then(|(started, _)| {
+                    Io::new(started).map_err(|e| format!("cannot drive a hook worker: {e}"))
+                });
             match started {
-                Ok((started, _)) => {
-                    io = Io::new(started).ok();
+                Ok(started) => {
+                    io = Some(started);
                     backoff = Duration::from_millis(50);
                 }
                 Err(e) => {
@@ -571,9 +594,19 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             continue;
         };
 
-        // Take calls while there is room, unless this worker's call was set aside.
+        // Registered before the queue is looked at, so no wake-up is missed; and only
+        // here, where the driver can take a call at once: `notify_one` picks the oldest
+        // waiter, which must not be a driver busy starting a worker.
+        let notified = shared.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Take calls while there is room, unless this worker's call was set aside. A
+        // call goes behind another one in this pipe only while no driver is idle.
         let mut room = !aside && !killed && inflight.len() < DEPTH;
         while room {
+            if !inflight.is_empty() && shared.idle.load(Ordering::Relaxed) > 0 {
+                break;
+            }
             let Some(call) = shared.pop() else { break };
             let now = Instant::now();
             let Some(reply) = call.reply.as_ref() else {
@@ -593,9 +626,13 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             inflight.push_back(InFlight { call, started: now });
             room = inflight.len() < DEPTH;
         }
-        if !room && !shared.queue_is_empty() {
-            // Full here: pass the wake-up on to a driver with room.
+        if !inflight.is_empty() && !shared.queue_is_empty() {
+            // Calls left over: pass the wake-up on to another driver.
             shared.notify.notify_one();
+        }
+        let idle = room && inflight.is_empty();
+        if idle {
+            shared.idle.fetch_add(1, Ordering::Relaxed);
         }
 
         // While calls are in flight a coarse tick checks deadlines and stuck calls.
@@ -606,10 +643,22 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             timer.as_mut().reset((Instant::now() + TICK).into());
             timer_armed = true;
         }
-        tokio::select! {
+        let event = tokio::select! {
             biased;
-            read = w.rx.read_buf(&mut w.rbuf) => {
-                let mut broken = !matches!(read, Ok(n) if n > 0);
+            read = w.rx.read_buf(&mut w.rbuf) => Event::Read(read.is_ok_and(|n| n > 0)),
+            wrote = w.tx.write(&w.wbuf), if !w.wbuf.is_empty() => Event::Wrote(wrote),
+            _ = timer.as_mut(), if ticking => Event::Tick,
+            _ = &mut notified, if room => Event::Notified,
+        };
+        if idle {
+            shared.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        match event {
+            Event::Read(open) => {
+                let mut broken = !open;
+                // The worker answered out of protocol: it is replaced, but the call
+                // that got that answer has had its reply.
+                let mut answered_badly = false;
                 while !broken {
                     match protocol::split_frame(&mut w.rbuf) {
                         Ok(Some((tag, payload))) => {
@@ -619,7 +668,8 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                             };
                             culprit = false;
                             let result = answer(tag, &payload);
-                            broken = result.is_err();
+                            answered_badly = result.is_err();
+                            broken = answered_badly;
                             if let Some(r) = done.call.reply {
                                 let _ = r.send(result);
                             }
@@ -631,8 +681,7 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                         Err(_) => broken = true,
                     }
                 }
-                if broken {
-                    let Some(w) = io.take() else { continue };
+                if broken && let Some(w) = io.take() {
                     w.proc.kill();
                     if killed && culprit {
                         // Still running past its limit (a native builtin or regex Boa
@@ -640,13 +689,19 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                         if let Some(r) = inflight.pop_front().and_then(|f| f.call.reply) {
                             let _ = r.send(timed_out());
                         }
-                    } else if !killed {
-                        let reason = w.proc.exit_reason("exited").await;
+                    } else if !killed && !answered_badly {
+                        // It died in the call at the front (out of memory, a crash):
+                        // that call fails with the reason, found without holding up
+                        // this driver.
                         if let Some(r) = inflight.pop_front().and_then(|f| f.call.reply) {
-                            let _ = r.send(Err(reason));
+                            let proc = w.proc.clone();
+                            tokio::spawn(async move {
+                                let _ = r.send(Err(proc.exit_reason("exited").await));
+                            });
                         }
                     }
-                    // The rest never started: another worker takes them.
+                    // The rest never started, or ran without effect: another worker
+                    // takes them.
                     shared.requeue(
                         inflight
                             .drain(..)
@@ -657,25 +712,22 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                     shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
                     killed = false;
                     culprit = false;
-                    drop(w);
                 }
             }
-            wrote = w.tx.write(&w.wbuf), if !w.wbuf.is_empty() => {
-                match wrote {
-                    Ok(n) => {
-                        w.wbuf.drain(..n);
-                    }
-                    // The worker is gone; its read side reports how.
-                    Err(_) => {
-                        w.wbuf.clear();
-                        w.proc.kill();
-                    }
-                }
+            Event::Wrote(Ok(n)) => {
+                w.wbuf.drain(..n);
             }
-            _ = timer.as_mut(), if ticking => {
+            Event::Wrote(Err(_)) => {
+                // The worker is gone; its read side reports how.
+                w.wbuf.clear();
+                w.proc.kill();
+            }
+            Event::Tick => {
                 timer_armed = false;
                 let now = Instant::now();
-                let Some(front) = inflight.front() else { continue };
+                let Some(front) = inflight.front() else {
+                    continue;
+                };
                 if !killed && now >= front.call.deadline.max(front.started) + shared.grace {
                     killed = true;
                     culprit = true;
@@ -692,13 +744,22 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                     tokio::spawn(driver(shared.clone(), None));
                 }
             }
-            _ = &mut notified, if room => {}
+            Event::Notified => {}
         }
     }
     shared.live.fetch_sub(1, Ordering::Relaxed);
     if busy {
         shared.stats.busy.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What woke a driver.
+enum Event {
+    /// The worker's pipe was read; false at its end or on an error.
+    Read(bool),
+    Wrote(std::io::Result<usize>),
+    Tick,
+    Notified,
 }
 
 /// Hands the calls queued behind a stuck one to other workers. Their frames are
