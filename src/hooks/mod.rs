@@ -234,8 +234,10 @@ impl HookPool {
                 logs: Vec::new(),
             };
         }
-        // The pool answers by the deadline itself; this outer bound only guards
-        // against a pool that stopped.
+        // A call the pool runs is answered by its deadline (plus the kill grace); one
+        // still queued is answered when a worker takes it. This outer bound covers a
+        // queue that no worker reaches in time (every worker stuck and
+        // `hooks.max_stuck_workers` reached) and a pool that stopped.
         let done = match tokio::time::timeout(self.timeout + Duration::from_secs(2), rx).await {
             Ok(Ok(d)) => d,
             Ok(Err(_)) => Err("hook worker stopped".to_owned()),
