@@ -5,8 +5,9 @@
 //! use it, doing non-blocking pipe I/O: the first call starts the tasks on its runtime
 //! (the proxy's, which lives as long as the sidecar; a pool outlives no runtime). A
 //! call costs the worker's wake-up and the reply's wake-up of that runtime, nothing
-//! else: no thread in between. Calls are pipelined (`DEPTH`): while a worker runs one call the
-//! next ones already wait in its pipe, so a busy worker does not sleep between calls.
+//! else: no thread in between. Under load calls are pipelined (`DEPTH`): each answer
+//! refills the worker's pipe, so a busy worker finds its next call waiting and does not
+//! sleep between calls; behind a slow call, calls stay in the shared queue instead.
 //! The cost is measured in `benches/hot_path.rs` (latency) and `examples/pool_load.rs`
 //! (CPU per call under load).
 //!
@@ -97,10 +98,10 @@ const STUCK_AFTER: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_millis(10);
 /// How long a worker may take to start and compile the hook.
 const START_LIMIT: Duration = Duration::from_secs(30);
-/// Calls sent to one worker ahead of its answers. Deeper pipelines let one wake-up of
-/// a worker or of the runtime serve several calls (`examples/pool_load`: CPU per seed
-/// call 44 µs at depth 1, 34 at 2, 27 at 4, no better at 8); calls behind a stuck one
-/// move to another worker after `STUCK_AFTER`.
+/// Calls sent to one worker ahead of its answers, once it answers (see `drive`).
+/// Deeper pipelines let one wake-up of a worker or of the runtime serve several calls
+/// (`examples/pool_load`: CPU per seed call 44 µs at depth 1, 34 at 2, 27 at 4, no
+/// better at 8); calls behind a stuck one move to another worker after `STUCK_AFTER`.
 const DEPTH: usize = 4;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -300,8 +301,6 @@ struct Shared {
     live: AtomicUsize,
     /// Drivers whose stuck call was set aside.
     aside: AtomicUsize,
-    /// Drivers with a worker and nothing in flight, waiting for a call.
-    idle: AtomicUsize,
     closed: AtomicBool,
     /// Workers started by `Pool::start`, waiting for the first call to bring a runtime.
     parked: Mutex<Vec<Started>>,
@@ -411,7 +410,6 @@ impl Pool {
             notify: Notify::new(),
             live: AtomicUsize::new(0),
             aside: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
         });
@@ -548,6 +546,8 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut timer_armed = false;
+    // The last event brought answers: the worker keeps up, its pipe may be refilled.
+    let mut answered = false;
     loop {
         if busy == inflight.is_empty() {
             busy = !busy;
@@ -594,19 +594,31 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             continue;
         };
 
-        // Registered before the queue is looked at, so no wake-up is missed; and only
-        // here, where the driver can take a call at once: `notify_one` picks the oldest
-        // waiter, which must not be a driver busy starting a worker.
-        let notified = shared.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        // Take calls while there is room, unless this worker's call was set aside. A
-        // call goes behind another one in this pipe only while no driver is idle.
-        let mut room = !aside && !killed && inflight.len() < DEPTH;
+        // Only a driver with nothing in flight waits for queue wake-ups, so `notify_one`
+        // reaches a driver that can start a call at once: not one restarting its
+        // worker, nor one busy with calls. Registered before the queue is looked at, so
+        // no wake-up is missed.
+        let free = inflight.is_empty() && !aside && !killed;
+        let mut waiter = free.then(|| {
+            let mut n = Box::pin(shared.notify.notified());
+            n.as_mut().enable();
+            n
+        });
+        // A free worker takes one call. More go into its pipe behind others only right
+        // after it answered, i.e. while it visibly keeps up: under load that pipelines,
+        // and calls behind a slow one stay in the queue, where any worker (or one set
+        // aside for them) can take them and where they count against `hooks.queue`.
+        let take = if answered {
+            DEPTH.saturating_sub(inflight.len())
+        } else if free {
+            1
+        } else {
+            0
+        };
+        answered = false;
+        let mut room = !aside && !killed && take > 0;
+        let mut taken = 0;
         while room {
-            if !inflight.is_empty() && shared.idle.load(Ordering::Relaxed) > 0 {
-                break;
-            }
             let Some(call) = shared.pop() else { break };
             let now = Instant::now();
             let Some(reply) = call.reply.as_ref() else {
@@ -624,15 +636,15 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             }
             w.wbuf.extend_from_slice(&call.frame);
             inflight.push_back(InFlight { call, started: now });
-            room = inflight.len() < DEPTH;
+            taken += 1;
+            room = taken < take;
         }
-        if !inflight.is_empty() && !shared.queue_is_empty() {
-            // Calls left over: pass the wake-up on to another driver.
-            shared.notify.notify_one();
-        }
-        let idle = room && inflight.is_empty();
-        if idle {
-            shared.idle.fetch_add(1, Ordering::Relaxed);
+        if !inflight.is_empty() {
+            // Busy now: a wake-up this waiter caught passes on to a free driver.
+            waiter = None;
+            if !shared.queue_is_empty() {
+                shared.notify.notify_one();
+            }
         }
 
         // While calls are in flight a coarse tick checks deadlines and stuck calls.
@@ -643,16 +655,19 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
             timer.as_mut().reset((Instant::now() + TICK).into());
             timer_armed = true;
         }
+        let listening = waiter.is_some();
         let event = tokio::select! {
             biased;
             read = w.rx.read_buf(&mut w.rbuf) => Event::Read(read.is_ok_and(|n| n > 0)),
             wrote = w.tx.write(&w.wbuf), if !w.wbuf.is_empty() => Event::Wrote(wrote),
             _ = timer.as_mut(), if ticking => Event::Tick,
-            _ = &mut notified, if room => Event::Notified,
+            _ = async {
+                match waiter.as_mut() {
+                    Some(n) => n.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            }, if listening => Event::Notified,
         };
-        if idle {
-            shared.idle.fetch_sub(1, Ordering::Relaxed);
-        }
         match event {
             Event::Read(open) => {
                 let mut broken = !open;
@@ -667,6 +682,7 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                                 break;
                             };
                             culprit = false;
+                            answered = true;
                             let result = answer(tag, &payload);
                             answered_badly = result.is_err();
                             broken = answered_badly;
