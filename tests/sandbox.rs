@@ -462,11 +462,11 @@ fn calls_pipelined_behind_a_crashing_call_run_on_another_worker() {
     );
 }
 
-/// A stand-in worker speaking the pool's protocol (see `src/hooks/protocol.rs`): it
-/// answers a call for client `bad` with a malformed frame, after a pause that lets the
-/// next call queue behind it in its pipe, and any other call with that client's id.
-const BROKEN_WORKER: &str = r#"
-import json, struct, sys, time
+/// What every stand-in worker below shares: the pool's frames (see
+/// `src/hooks/protocol.rs`), and a settled legacy answer that sets `https://x/id` to the
+/// calling client's id.
+const STAND_IN: &str = r#"
+import json, os, struct, sys, time
 r, w = sys.stdin.buffer, sys.stdout.buffer
 def read():
     head = r.read(4)
@@ -477,6 +477,25 @@ def read():
 def send(tag, payload):
     w.write(struct.pack(">I", len(payload) + 1) + bytes([tag]) + payload)
     w.flush()
+def settled(client):
+    state = {"done": True, "result": {"https://x/id": client}}
+    send(5, json.dumps({"state": state, "logs": []}).encode())
+"#;
+
+/// A Python worker made of `STAND_IN` and `script`, given `args`.
+fn stand_in(script: &str, args: &[&str]) -> tokenhook::hooks::pool::WorkerCommand {
+    let mut all = vec!["-c".to_owned(), format!("{STAND_IN}{script}")];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    tokenhook::hooks::pool::WorkerCommand {
+        program: "python3".into(),
+        args: all,
+    }
+}
+
+/// A stand-in worker that answers a call for client `bad` with a malformed frame, after
+/// a pause that lets the next call queue behind it in its pipe, and any other call
+/// with that client's id.
+const BROKEN_WORKER: &str = r#"
 read()
 send(3, b"legacy")
 while True:
@@ -486,16 +505,12 @@ while True:
         time.sleep(0.2)
         send(6, b"not json")
     else:
-        state = {"done": True, "result": {"https://x/id": client}}
-        send(5, json.dumps({"state": state, "logs": []}).encode())
+        settled(client)
 "#;
 
 #[test]
 fn a_malformed_answer_fails_only_its_own_call() {
-    let command = tokenhook::hooks::pool::WorkerCommand {
-        program: "python3".into(),
-        args: vec!["-c".into(), BROKEN_WORKER.into()],
-    };
+    let command = stand_in(BROKEN_WORKER, &[]);
     let (pool, rt) = pool_with_command("unused", Duration::from_secs(5), 0, 1, command);
     let pool = Arc::new(pool);
     rt.block_on(async {
@@ -521,17 +536,6 @@ fn a_malformed_answer_fails_only_its_own_call() {
 /// later starts (the replacements) take 30 s: the file named by its argument counts
 /// starts.
 const SLOW_RESTART_WORKER: &str = r#"
-import json, os, struct, sys, time
-r, w = sys.stdin.buffer, sys.stdout.buffer
-def read():
-    head = r.read(4)
-    if len(head) < 4:
-        sys.exit(0)
-    body = r.read(struct.unpack(">I", head)[0])
-    return body[0], body[1:]
-def send(tag, payload):
-    w.write(struct.pack(">I", len(payload) + 1) + bytes([tag]) + payload)
-    w.flush()
 path = sys.argv[1]
 starts = int(open(path).read()) if os.path.exists(path) else 0
 open(path, "w").write(str(starts + 1))
@@ -544,22 +548,14 @@ while True:
     client = json.loads(body[8:])["client"]["id"]
     if client == "crash":
         os._exit(1)
-    state = {"done": True, "result": {"https://x/id": client}}
-    send(5, json.dumps({"state": state, "logs": []}).encode())
+    settled(client)
 "#;
 
 #[test]
 fn a_worker_restarting_does_not_hold_up_calls_an_idle_worker_can_take() {
     let dir = tempfile::tempdir().unwrap();
     let counter = dir.path().join("starts");
-    let command = tokenhook::hooks::pool::WorkerCommand {
-        program: "python3".into(),
-        args: vec![
-            "-c".into(),
-            SLOW_RESTART_WORKER.into(),
-            counter.to_str().unwrap().into(),
-        ],
-    };
+    let command = stand_in(SLOW_RESTART_WORKER, &[counter.to_str().unwrap()]);
     let (pool, rt) = pool_with_command("unused", Duration::from_secs(60), 0, 2, command);
     rt.block_on(async {
         assert!(pool.invoke(&client_call("crash")).await.result.is_err());
