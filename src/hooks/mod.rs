@@ -221,11 +221,11 @@ impl HookPool {
             Form::Action => Some(self.cache.snapshot(cache::now_ms())),
             Form::Legacy => None,
         };
-        let input = input_json(call, snapshot.as_ref());
+        let deadline = Instant::now() + self.timeout;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = pool::Job {
-            input,
-            deadline: Instant::now() + self.timeout,
+            frame: protocol::call_frame(&Input::new(call, snapshot.as_ref()), deadline),
+            deadline,
             reply,
         };
         if let Err(e) = self.pool.submit(job) {
@@ -274,66 +274,82 @@ fn emit_log(hook: &str, request_id: &str, l: &LogLine) {
     }
 }
 
-/// The JSON the JS driver receives. Secrets are not in it: each worker holds them.
-pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>>) -> Value {
-    let mut client = Map::new();
-    client.insert("id".into(), call.client.id.clone().into());
-    client.insert("name".into(), call.client.name.clone().into());
-    if let Some(t) = &call.client.tenant {
-        client.insert("tenant".into(), t.clone().into());
-    }
-    client.insert(
-        "metadata".into(),
-        Value::Object(
-            call.client
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect(),
-        ),
-    );
-    let opt = |v: &Option<String>| v.clone().map(Value::String);
-    let mut request = Map::new();
-    for (k, v) in [
-        ("ip", opt(&call.ip)),
-        ("user_agent", opt(&call.user_agent)),
-        ("hostname", opt(&call.hostname)),
-        ("language", opt(&call.language)),
-        (
-            "method",
-            Some(Value::String(if call.method.is_empty() {
-                "POST".into()
-            } else {
-                call.method.clone()
-            })),
-        ),
-    ] {
-        if let Some(v) = v {
-            request.insert(k.into(), v);
+/// The JSON the JS driver receives, borrowed from the call and serialized straight into
+/// the worker's call frame (no `Value` tree per request). Secrets are not in it: each
+/// worker holds them. Field order is the order the hook sees in `Object.keys`.
+#[derive(serde::Serialize)]
+pub struct Input<'a> {
+    client: ClientInput<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_scope: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audience: Option<&'a str>,
+    request: RequestInput<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'a BTreeMap<String, cache::Entry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    now: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct ClientInput<'a> {
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    metadata: &'a BTreeMap<String, String>,
+}
+
+#[derive(serde::Serialize)]
+struct RequestInput<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
+    method: &'a str,
+    body: &'a Map<String, Value>,
+}
+
+impl<'a> Input<'a> {
+    /// `cache` is the Action's `api.cache` snapshot (legacy hooks have none).
+    pub fn new(call: &'a HookCall, cache: Option<&'a BTreeMap<String, cache::Entry>>) -> Self {
+        Input {
+            client: ClientInput {
+                id: &call.client.id,
+                name: &call.client.name,
+                tenant: call.client.tenant.as_deref(),
+                metadata: &call.client.metadata,
+            },
+            scope: call.scope.as_deref(),
+            requested_scope: call.requested_scope.as_deref(),
+            audience: call.audience.as_deref(),
+            request: RequestInput {
+                ip: call.ip.as_deref(),
+                user_agent: call.user_agent.as_deref(),
+                hostname: call.hostname.as_deref(),
+                language: call.language.as_deref(),
+                method: if call.method.is_empty() {
+                    "POST"
+                } else {
+                    &call.method
+                },
+                body: &call.body,
+            },
+            cache,
+            now: cache.map(|_| cache::now_ms()),
         }
     }
-    request.insert("body".into(), Value::Object(call.body.clone()));
-    let mut input = Map::new();
-    input.insert("client".into(), Value::Object(client));
-    let list = |s: &Vec<String>| Value::Array(s.iter().cloned().map(Value::String).collect());
-    if let Some(s) = &call.scope {
-        input.insert("scope".into(), list(s));
-    }
-    if let Some(s) = &call.requested_scope {
-        input.insert("requested_scope".into(), list(s));
-    }
-    if let Some(a) = &call.audience {
-        input.insert("audience".into(), a.clone().into());
-    }
-    input.insert("request".into(), Value::Object(request));
-    if let Some(c) = cache {
-        input.insert(
-            "cache".into(),
-            serde_json::to_value(c).unwrap_or(Value::Null),
-        );
-        input.insert("now".into(), cache::now_ms().into());
-    }
-    Value::Object(input)
+}
+
+/// The driver's input as a JSON value, for running a hook in this process.
+pub fn input_json(call: &HookCall, cache: Option<&BTreeMap<String, cache::Entry>>) -> Value {
+    serde_json::to_value(Input::new(call, cache)).unwrap_or(Value::Null)
 }
 
 fn timeout_failure(limit: Duration) -> HookFailure {

@@ -78,7 +78,8 @@ pub struct PoolStats {
 type ReplyTx = oneshot::Sender<Result<Done, String>>;
 
 pub(crate) struct Job {
-    pub input: serde_json::Value,
+    /// From `protocol::call_frame`, encoded by the caller.
+    pub frame: Vec<u8>,
     pub deadline: Instant,
     pub reply: ReplyTx,
 }
@@ -465,7 +466,6 @@ impl Pool {
     /// Queues a call; `Err` when the queue is full.
     pub(crate) fn submit(&self, job: Job) -> Result<(), OAuthError> {
         self.ensure_running();
-        let frame = protocol::call_frame(&job.input, job.deadline);
         let mut q = lock(&self.shared.queue);
         if q.len() >= self.shared.capacity {
             let mut err = OAuthError::new(
@@ -477,7 +477,7 @@ impl Pool {
             return Err(err);
         }
         q.push_back(Call {
-            frame,
+            frame: job.frame,
             deadline: job.deadline,
             reply: Some(job.reply),
         });

@@ -56,11 +56,11 @@ pub fn frame(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A call frame for `input`, due by `deadline`.
-pub fn call_frame(input: &serde_json::Value, deadline: Instant) -> Vec<u8> {
+pub fn call_frame(input: &impl serde::Serialize, deadline: Instant) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&[0, 0, 0, 0, TAG_CALL]);
     out.extend_from_slice(&deadline_ms(deadline).to_be_bytes());
-    // Serializing a `Value` into a Vec cannot fail.
+    // Serializing plain data (string keys only) into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, input);
     let len = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&len.to_be_bytes());
