@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 /// sysexits' EX_CONFIG-adjacent EX_USAGE: the conventional code for bad configuration.
 pub const EXIT_CONFIG: u8 = 64;
+/// sysexits' EX_UNAVAILABLE: a listen address is taken or not available on this host.
+pub const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
 #[command(
@@ -185,6 +187,12 @@ fn serve(path: &std::path::Path) -> ExitCode {
         }
     };
     crate::telemetry::init(config.log.format, &config.log.level);
+    if let Err(errors) =
+        crate::server::check_listeners(config.server.listen, config.server.admin_listen)
+    {
+        print_errors(&errors);
+        return ExitCode::from(EXIT_UNAVAILABLE);
+    }
     match App::build(config, &env_lookup) {
         Ok(app) => {
             crate::server::run(Arc::new(app), Vec::new());

@@ -198,20 +198,24 @@ metadata = {{ region = "eu" }}
     Ok(dir)
 }
 
+fn lines(errors: &[crate::config::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     crate::cli::init_default_logging();
     let started = (|| -> Result<(Arc<App>, DemoIdp, u16, std::path::PathBuf), String> {
+        crate::server::check_listeners(listen, admin).map_err(|es| lines(&es))?;
         let idp_port = free_port().map_err(|e| format!("no free port for the demo IdP: {e}"))?;
         let idp_url = format!("http://127.0.0.1:{idp_port}");
         let dir = prepare(listen, admin, &idp_url)?;
         let config = Config::load(&dir.join("tokenhook.toml"), std::iter::empty())
             .map_err(|e| e.to_string())?;
-        let app = App::build(config, &|_| None).map_err(|es| {
-            es.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+        let app = App::build(config, &|_| None).map_err(|es| lines(&es))?;
         Ok((Arc::new(app), DemoIdp::new(idp_url)?, idp_port, dir))
     })();
     let (app, idp, idp_port, dir) = match started {

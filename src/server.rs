@@ -107,6 +107,29 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
+/// Checks that both listen addresses can be bound, before any worker starts: pingora
+/// binds them later, on its own threads, and on failure only panics in that thread and
+/// leaves the process running without the port. The sockets are closed again at once;
+/// another process taking the port in between still fails the old way.
+pub fn check_listeners(
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> Result<(), Vec<crate::config::ConfigError>> {
+    let errors: Vec<_> = [("server.listen", listen), ("server.admin_listen", admin)]
+        .into_iter()
+        .filter_map(|(key, addr)| {
+            std::net::TcpListener::bind(addr).err().map(|e| {
+                crate::config::ConfigError::new(key, format!("cannot listen on {addr}: {e}"))
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Extra services a caller (the demo) runs in the same server.
 pub type ExtraService = Box<dyn pingora::services::ServiceWithDependents>;
 

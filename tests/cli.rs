@@ -86,6 +86,57 @@ fn check_reports_a_hook_that_does_not_compile_and_accepts_the_shipped_config() {
     assert!(out.starts_with("ok:"), "{out}");
 }
 
+// Pingora binds on its own threads and, when a port is taken, only panics there and
+// leaves the process up without it; `serve` must instead say which key and exit.
+#[test]
+fn serve_names_a_listen_address_in_use_and_exits_69() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("hooks")).unwrap();
+    let pem = tokenhook::keys::generate_pem(jsonwebtoken::Algorithm::ES256).unwrap();
+    tokenhook::keys::write_private_key(&dir.path().join("k.pem"), &pem, false).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let admin = free_port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"{taken_addr}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             [upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+             [signing]\nkeys = [\"k.pem\"]\nalgorithm = \"ES256\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("serve kept running; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!("server.listen: cannot listen on {taken_addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("server.admin_listen"), "{stderr}");
+    drop(taken);
+}
+
 #[test]
 fn keys_generate_writes_owner_only_pkcs8_for_each_algorithm() {
     use std::os::unix::fs::PermissionsExt;
