@@ -208,8 +208,11 @@ fn lines(errors: &[crate::config::ConfigError]) -> String {
 
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
     crate::cli::init_default_logging();
+    if let Err(errors) = crate::server::check_listeners(listen, admin) {
+        eprintln!("demo: {}", lines(&errors));
+        return ExitCode::from(crate::cli::EXIT_UNAVAILABLE);
+    }
     let started = (|| -> Result<(Arc<App>, DemoIdp, u16, std::path::PathBuf), String> {
-        crate::server::check_listeners(listen, admin).map_err(|es| lines(&es))?;
         let idp_port = free_port().map_err(|e| format!("no free port for the demo IdP: {e}"))?;
         let idp_url = format!("http://127.0.0.1:{idp_port}");
         let dir = prepare(listen, admin, &idp_url)?;

@@ -115,14 +115,19 @@ pub fn check_listeners(
     listen: std::net::SocketAddr,
     admin: std::net::SocketAddr,
 ) -> Result<(), Vec<crate::config::ConfigError>> {
-    let errors: Vec<_> = [("server.listen", listen), ("server.admin_listen", admin)]
-        .into_iter()
-        .filter_map(|(key, addr)| {
-            std::net::TcpListener::bind(addr).err().map(|e| {
-                crate::config::ConfigError::new(key, format!("cannot listen on {addr}: {e}"))
-            })
-        })
-        .collect();
+    // Both stay bound until both are tried, so the two addresses clashing with each
+    // other (0.0.0.0:8080 and 127.0.0.1:8080) is caught too.
+    let mut bound = Vec::new();
+    let mut errors = Vec::new();
+    for (key, addr) in [("server.listen", listen), ("server.admin_listen", admin)] {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => bound.push(l),
+            Err(e) => errors.push(crate::config::ConfigError::new(
+                key,
+                format!("cannot listen on {addr}: {e}"),
+            )),
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
