@@ -117,7 +117,7 @@ pub fn main() -> ExitCode {
         return ExitCode::from(crate::hooks::worker::main());
     }
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::Check { config } => check(&config),
         Command::Keys {
@@ -132,7 +132,9 @@ pub fn main() -> ExitCode {
             config,
             command,
         } => hooks_command(dir, config, command),
-    }
+    };
+    crate::telemetry::flush();
+    code
 }
 
 fn env_lookup(name: &str) -> Option<String> {

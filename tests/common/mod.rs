@@ -232,7 +232,10 @@ metadata = {{ region = "eu" }}
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Info lines reach stderr within 20 ms (`src/telemetry.rs`); waiting a little more
+    /// keeps "never logged" checks meaningful for the latest requests.
     pub fn logs(&self) -> String {
+        std::thread::sleep(Duration::from_millis(60));
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
