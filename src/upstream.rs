@@ -64,12 +64,16 @@ impl UpstreamClient {
 
     /// Sends one request and reads the whole response, at most `max_body` bytes of body,
     /// within the configured total timeout. A pooled connection that turns out to be
-    /// closed is retried once on a fresh one, as pingora's proxy does.
+    /// closed is retried on a fresh one: always when the request could not be written,
+    /// and when it was written but no answer came only if `replayable`, since the IdP
+    /// may have acted on it (RFC 9110 §9.2.2): a second authorization code or rotated
+    /// refresh token would be refused, and may revoke what the first one issued.
     pub async fn send(
         &self,
         req: &RequestHeader,
         body: &Bytes,
         max_body: usize,
+        replayable: bool,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let fut = async {
             // Retry only what pingora itself deems safe: a pooled connection found closed
@@ -78,7 +82,7 @@ impl UpstreamClient {
             let mut tries = 0;
             loop {
                 tries += 1;
-                match self.attempt(req, body, max_body).await {
+                match self.attempt(req, body, max_body, replayable).await {
                     Err((true, _)) if tries < 4 => continue,
                     other => return other.map_err(|(_, e)| e),
                 }
@@ -89,13 +93,14 @@ impl UpstreamClient {
             .map_err(|_| UpstreamError::Timeout(self.timeout))?
     }
 
-    /// `Err((retryable, e))`: retryable when a reused connection failed before any
-    /// response byte.
+    /// `Err((retryable, e))`: retryable when a reused connection failed before the
+    /// request left, or before any response byte if `replayable`.
     async fn attempt(
         &self,
         req: &RequestHeader,
         body: &Bytes,
         max_body: usize,
+        replayable: bool,
     ) -> Result<UpstreamResponse, (bool, UpstreamError)> {
         let (mut stream, reused) = self.transport.get_stream(&self.peer).await.map_err(|e| {
             (
@@ -142,7 +147,7 @@ impl UpstreamClient {
         };
         if let Err(mut e) = read_final_header(&mut session).await {
             e.retry.decide_reuse(reused);
-            return Err((e.retry(), io(e)));
+            return Err((replayable && e.retry(), io(e)));
         }
         let Some(header) = session.resp_header().cloned() else {
             return Err((false, UpstreamError::Io("no response header".into())));
@@ -213,7 +218,7 @@ impl crate::token::verify::JwksSource for JwksFetcher {
         let req = get_request(&self.path, &self.authority).map_err(|e| e.to_string())?;
         let resp = self
             .client
-            .send(&req, &Bytes::new(), self.max_body)
+            .send(&req, &Bytes::new(), self.max_body, true)
             .await
             .map_err(|e| e.to_string())?;
         if resp.header.status != 200 {
@@ -269,7 +274,7 @@ mod tests {
     // its second, as a server whose keep-alive timer fired would: the client must send
     // the request again, whole, on a new connection.
     #[tokio::test]
-    async fn a_pooled_connection_the_idp_dropped_is_retried_on_a_fresh_one() {
+    async fn a_pooled_connection_the_idp_dropped_is_retried_only_when_replayable() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -295,11 +300,16 @@ mod tests {
             }
         });
         let client = UpstreamClient::new(addr, Duration::from_secs(2), Duration::from_secs(5));
+        let send = |body: &'static str, replayable: bool| {
+            let (client, req) = (&client, post(body));
+            async move {
+                client
+                    .send(&req, &Bytes::from(body), 1024, replayable)
+                    .await
+            }
+        };
         for body in ["grant_type=one", "grant_type=two"] {
-            let resp = client
-                .send(&post(body), &Bytes::from(body), 1024)
-                .await
-                .unwrap();
+            let resp = send(body, true).await.unwrap();
             assert_eq!(resp.header.status, 200);
             assert_eq!(&resp.body[..], b"ok");
         }
@@ -310,5 +320,9 @@ mod tests {
             *bodies.lock().unwrap(),
             ["grant_type=one", "grant_type=two", "grant_type=two"]
         );
+        // A request that must not be replayed fails instead, sent once.
+        assert!(send("grant_type=three", false).await.is_err());
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(bodies.lock().unwrap()[3..], ["grant_type=three".to_owned()]);
     }
 }

@@ -206,8 +206,11 @@ pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<(
         &app.config.upstream.authority,
     )?;
 
+    // Issuing another client_credentials token is harmless; other grants (codes,
+    // rotating refresh tokens) are not resent once the IdP may have seen them.
+    let replayable = token_req.grant_type.as_deref() == Some("client_credentials");
     let t = Instant::now();
-    let resp = app.upstream.send(&up_req, &body, max).await;
+    let resp = app.upstream.send(&up_req, &body, max, replayable).await;
     ctx.stages.upstream = timed(app, Stage::Upstream, t);
     let resp = match resp {
         Ok(r) => r,
@@ -469,7 +472,7 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
         crate::upstream::get_request(&cfg.upstream.discovery_path, &cfg.upstream.authority)?;
     req.insert_header("X-Request-Id", ctx.request_id.as_str())?;
     let max = cfg.upstream.max_body_bytes;
-    let resp = match app.upstream.send(&req, &Bytes::new(), max).await {
+    let resp = match app.upstream.send(&req, &Bytes::new(), max, true).await {
         Ok(r) => r,
         Err(e) => {
             ctx.outcome = "upstream_error";
