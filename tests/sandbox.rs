@@ -462,6 +462,18 @@ fn calls_pipelined_behind_a_crashing_call_run_on_another_worker() {
     );
 }
 
+// Boa serializes recursively on the native stack: a deep enough structure overflows it
+// and aborts the worker, which must cost only that one call.
+#[test]
+fn calls_pipelined_behind_a_stack_overflow_run_on_another_worker() {
+    calls_behind_a_bad_call_still_succeed(
+        "var o = {}, c = o; for (var i = 0; i < 200000; i++) { c.a = {}; c = c.a; } JSON.stringify(o);",
+        Duration::from_secs(30),
+        0,
+        "stack (data nested too deeply)",
+    );
+}
+
 /// What every stand-in worker below shares: the pool's frames (see
 /// `src/hooks/protocol.rs`), and a settled legacy answer that sets `https://x/id` to the
 /// calling client's id.

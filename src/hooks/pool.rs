@@ -145,9 +145,11 @@ impl Proc {
     fn describe_exit(status: std::process::ExitStatus, what: &str) -> String {
         use std::os::unix::process::ExitStatusExt;
         match status.signal() {
-            Some(6) => {
-                "hook worker ran out of memory (hooks.memory_limit_mb) and was replaced".into()
-            }
+            // Rust aborts on a failed allocation (under RLIMIT_AS) and on a stack
+            // overflow (Boa recurses natively on deeply nested data) alike.
+            Some(6) => "hook worker ran out of memory (hooks.memory_limit_mb) or stack \
+                        (data nested too deeply) and was replaced"
+                .into(),
             Some(sig) => format!("hook worker was killed by signal {sig} and was replaced"),
             None => format!("hook worker {what} ({status}) and was replaced"),
         }
