@@ -395,6 +395,17 @@ fn client_call(id: &str) -> tokenhook::hooks::HookCall {
 /// One worker, so the calls after the bad one are pipelined behind it in its pipe;
 /// they must run on another worker, not share the bad call's fate: one set aside
 /// (`max_stuck` > 0), or the replacement of a worker that died.
+/// Runs one call for client `id` as a task of its own, so later calls queue behind it.
+fn spawn_call(
+    pool: &Arc<tokenhook::hooks::HookPool>,
+    id: String,
+) -> tokio::task::JoinHandle<
+    Result<tokenhook::token::claims::HookEffect, tokenhook::hooks::HookFailure>,
+> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.invoke(&client_call(&id)).await.result })
+}
+
 fn calls_behind_a_bad_call_still_succeed(
     bad: &str,
     limit: Duration,
@@ -408,19 +419,11 @@ fn calls_behind_a_bad_call_still_succeed(
     let (pool, rt) = direct_pool(&source, limit, max_stuck);
     let pool = Arc::new(pool);
     rt.block_on(async {
-        let first = tokio::spawn({
-            let pool = pool.clone();
-            async move { pool.invoke(&client_call("bad")).await.result }
-        });
+        let first = spawn_call(&pool, "bad".into());
         // The bad call is running before the others are queued behind it.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let others: Vec<_> = (0..4)
-            .map(|i| {
-                let pool = pool.clone();
-                tokio::spawn(
-                    async move { pool.invoke(&client_call(&format!("good-{i}"))).await.result },
-                )
-            })
+            .map(|i| spawn_call(&pool, format!("good-{i}")))
             .collect();
         for (i, o) in others.into_iter().enumerate() {
             let effect = o
@@ -526,10 +529,7 @@ fn a_malformed_answer_fails_only_its_own_call() {
     let (pool, rt) = pool_with_command("unused", Duration::from_secs(5), 0, 1, command);
     let pool = Arc::new(pool);
     rt.block_on(async {
-        let bad = tokio::spawn({
-            let pool = pool.clone();
-            async move { pool.invoke(&client_call("bad")).await.result }
-        });
+        let bad = spawn_call(&pool, "bad".into());
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Pipelined behind the bad call in the one worker's pipe.
         let good = pool.invoke(&client_call("good")).await.result;
