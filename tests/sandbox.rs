@@ -495,6 +495,11 @@ def send(tag, payload):
 def settled(client):
     state = {"done": True, "result": {"https://x/id": client}}
     send(5, json.dumps({"state": state, "logs": []}).encode())
+def calls():
+    # Each call's client id; the body is the deadline (8 bytes) and the input JSON.
+    while True:
+        _, body = read()
+        yield json.loads(body[8:])["client"]["id"]
 "#;
 
 /// A Python worker made of `STAND_IN` and `script`, given `args`.
@@ -513,9 +518,7 @@ fn stand_in(script: &str, args: &[&str]) -> tokenhook::hooks::pool::WorkerComman
 const BROKEN_WORKER: &str = r#"
 read()
 send(3, b"legacy")
-while True:
-    _, body = read()
-    client = json.loads(body[8:])["client"]["id"]
+for client in calls():
     if client == "bad":
         time.sleep(0.2)
         send(6, b"not json")
@@ -555,9 +558,7 @@ read()
 if starts >= 2:
     time.sleep(30)
 send(3, b"legacy")
-while True:
-    _, body = read()
-    client = json.loads(body[8:])["client"]["id"]
+for client in calls():
     if client == "crash":
         os._exit(1)
     settled(client)
