@@ -28,7 +28,10 @@ fn main() -> std::io::Result<()> {
     let key =
         tokenhook::keys::SigningKey::from_pem(pem.as_bytes(), Path::new("stub"), Algorithm::RS256)
             .map_err(std::io::Error::other)?;
-    let now = tokenhook::app::now_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = serde_json::json!({
         "iss": format!("http://127.0.0.1:{port}/"), "sub": "svc-basic@clients", "aud": "https://api.example.com",
         "iat": now, "exp": now + 86_400, "scope": "read:data write:data", "azp": "svc-basic",

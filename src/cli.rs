@@ -1,16 +1,13 @@
 //! Command line: `serve`, `check`, `keys generate`, `demo`.
 
 use crate::app::App;
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// sysexits' EX_CONFIG-adjacent EX_USAGE: the conventional code for bad configuration.
-pub const EXIT_CONFIG: u8 = 64;
-/// sysexits' EX_UNAVAILABLE: a listen address is taken or not available on this host.
-pub const EXIT_UNAVAILABLE: u8 = 69;
+use crate::server::{EXIT_CONFIG, EXIT_UNAVAILABLE};
 
 #[derive(Parser)]
 #[command(
@@ -237,10 +234,6 @@ fn generate(alg: &str, out: &std::path::Path, force: bool) -> ExitCode {
 }
 
 /// Logging for commands that run servers without a config file.
-pub fn init_default_logging() {
-    crate::telemetry::init(LogFormat::Text, "warn,tokenhook=info");
-}
-
 /// `tokenhook hooks …`: exit 0, 2 on a usage error (bad name, missing file), 64 for a
 /// config problem, 1 when the hook itself is at fault (does not compile).
 fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCommand) -> ExitCode {
@@ -270,7 +263,7 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         timeout_ms,
     } = command
     {
-        return crate::hooks::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg);
+        return crate::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg);
     }
     if !dir.is_dir() {
         return usage(format!("--dir: no such folder: {}", dir.display()));

@@ -207,10 +207,10 @@ fn lines(errors: &[crate::config::ConfigError]) -> String {
 }
 
 pub fn run(listen: SocketAddr, admin: SocketAddr) -> ExitCode {
-    crate::cli::init_default_logging();
+    crate::telemetry::init_default();
     if let Err(errors) = crate::server::check_listeners(listen, admin) {
         eprintln!("demo: {}", lines(&errors));
-        return ExitCode::from(crate::cli::EXIT_UNAVAILABLE);
+        return ExitCode::from(crate::server::EXIT_UNAVAILABLE);
     }
     let started = (|| -> Result<(Arc<App>, DemoIdp, u16, std::path::PathBuf), String> {
         let idp_port = free_port().map_err(|e| format!("no free port for the demo IdP: {e}"))?;

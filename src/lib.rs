@@ -1,32 +1,44 @@
 //! tokenhook: Auth0-style token hooks for any OAuth 2.0 identity provider.
 //!
-//! Request flow (see README for the diagram):
-//! client → pingora listener (`proxy`) → for `POST {token_path}` with
-//! `grant_type=client_credentials`: the IdP is called through pingora's pooled connector
-//! (`upstream`), its JWT verified against its JWKS (`token::verify`, keys cached), the
-//! enabled hook run in a worker process (`hooks`: each worker owns one Boa context with
-//! the hook compiled once, and can be killed when it overruns), the result applied by
-//! Auth0's rules (`token::claims`) and re-signed with our pre-parsed key (`keys`,
-//! `token::sign`). Every other request streams to the IdP untouched.
+//! Request flow (see README for the diagram): client → pingora listener (`proxy`) →
+//! paths are normalised once (`routes`) and matched against the routes the config
+//! normalised at startup. For `POST {token_path}`, `proxy::token_route` does the I/O:
+//! it reads and parses the request, calls the IdP through pingora's pooled connector
+//! (`upstream`), verifies the IdP's JWT against its JWKS (`token::verify`, keys cached),
+//! hands claims and request facts to the exchange core (`exchange`: the hook, Auth0's
+//! claim and scope rules in `token::claims`, our issuer), and signs the result with our
+//! pre-parsed key (`keys`, `token::sign`). `tokenhook hooks run` (`runner`) calls the
+//! same core. Every other request streams to the IdP untouched.
 //!
-//! Threads: pingora's service runtimes (I/O and cheap EC/Ed25519 signatures, never JS),
-//! one thread per hook worker process plus a watchdog, tokio's blocking pool for RSA
-//! signatures, one admin thread, and pollers for hot reload of hooks and keys.
+//! Processes and threads: pingora's service runtimes do the I/O and the cheap EC/Ed25519
+//! signatures, never JS; RSA signatures go to tokio's blocking pool. Hooks run in
+//! worker processes of this same binary (`hooks::pool`), each owning one Boa context with
+//! the hook compiled once, driven by async tasks on the proxy's runtime over
+//! non-blocking pipes, and killed and replaced when a call overruns or the worker
+//! crashes. One admin thread serves `/healthz`, `/readyz` and `/metrics`; background
+//! services refresh the IdP's JWKS and poll the key files and hooks folder for hot
+//! reload (`keys::KeyStore`, `hooks::HookSlot`).
 //!
-//! Keys: parsed once at startup into signing form; the JWKS document is serialized once.
+//! Keys: parsed once at load into signing form; the JWKS document is serialized once per
+//! key set. Metric handles are resolved once (`metrics`); outcomes and OAuth errors are
+//! closed enums (`metrics::Outcome`, `error::ErrorCode`).
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod app;
+pub(crate) mod admin;
+pub(crate) mod app;
 pub mod cli;
 pub mod config;
-pub mod demo;
+pub(crate) mod demo;
 pub mod error;
+pub(crate) mod exchange;
 pub mod hooks;
 pub mod keys;
-pub mod metrics;
-pub mod proxy;
-pub mod server;
-pub mod telemetry;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
+pub(crate) mod reload;
+pub mod routes;
+pub(crate) mod runner;
+pub(crate) mod server;
+pub(crate) mod telemetry;
 pub mod token;
-pub mod upstream;
+pub(crate) mod upstream;

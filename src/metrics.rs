@@ -16,6 +16,13 @@ pub enum Route {
 }
 
 impl Route {
+    pub const ALL: [Route; 4] = [
+        Route::Token,
+        Route::Jwks,
+        Route::Discovery,
+        Route::Passthrough,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Token => "token",
@@ -26,6 +33,124 @@ impl Route {
     }
 }
 
+/// How a request ended: the `outcome` label of `tokenhook_requests_total` and of the
+/// access log line. One closed set, so a new outcome cannot be miscounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered as intended (a re-signed token, the JWKS, the discovery document).
+    Ok,
+    /// Relayed from the IdP unchanged (another grant type, an opaque token, other paths).
+    Passthrough,
+    /// The IdP refused the client_credentials request; its answer is relayed.
+    UpstreamDenied,
+    /// The IdP could not be reached or answered unusably.
+    UpstreamError,
+    /// The IdP's token failed verification and was not re-signed.
+    InvalidUpstreamToken,
+    /// The hook denied the request.
+    Denied,
+    HookError,
+    HookTimeout,
+    /// The hook queue was full.
+    HookRejected,
+    /// The client's request was refused before reaching the IdP.
+    Rejected,
+    /// Anything else: an internal failure, or the client went away.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 11] = [
+        Outcome::Ok,
+        Outcome::Passthrough,
+        Outcome::UpstreamDenied,
+        Outcome::UpstreamError,
+        Outcome::InvalidUpstreamToken,
+        Outcome::Denied,
+        Outcome::HookError,
+        Outcome::HookTimeout,
+        Outcome::HookRejected,
+        Outcome::Rejected,
+        Outcome::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Passthrough => "passthrough",
+            Outcome::UpstreamDenied => "upstream_denied",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::InvalidUpstreamToken => "invalid_upstream_token",
+            Outcome::Denied => "denied",
+            Outcome::HookError => "hook_error",
+            Outcome::HookTimeout => "hook_timeout",
+            Outcome::HookRejected => "hook_rejected",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// How one hook run ended: the `outcome` label of `tokenhook_hook_executions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookOutcome {
+    Ok,
+    Denied,
+    Error,
+    Timeout,
+    Rejected,
+}
+
+impl HookOutcome {
+    pub const ALL: [HookOutcome; 5] = [
+        HookOutcome::Ok,
+        HookOutcome::Denied,
+        HookOutcome::Error,
+        HookOutcome::Timeout,
+        HookOutcome::Rejected,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            HookOutcome::Ok => "ok",
+            HookOutcome::Denied => "denied",
+            HookOutcome::Error => "error",
+            HookOutcome::Timeout => "timeout",
+            HookOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// `tokenhook_requests_total` resolved once for every route and outcome, indexed by the
+/// enums' positions: counting a request is an array index, never a label lookup.
+pub struct RequestCounters([[IntCounter; Outcome::ALL.len()]; Route::ALL.len()]);
+
+impl RequestCounters {
+    fn new(vec: &IntCounterVec) -> Self {
+        RequestCounters(
+            Route::ALL
+                .map(|r| Outcome::ALL.map(|o| vec.with_label_values(&[r.as_str(), o.label()]))),
+        )
+    }
+
+    pub fn get(&self, route: Route, outcome: Outcome) -> &IntCounter {
+        &self.0[route as usize][outcome as usize]
+    }
+}
+
+/// One hook's `tokenhook_hook_executions_total` handles, by outcome.
+pub struct HookCounters([IntCounter; HookOutcome::ALL.len()]);
+
+impl HookCounters {
+    pub fn new(vec: &IntCounterVec, hook: &str) -> Self {
+        HookCounters(HookOutcome::ALL.map(|o| vec.with_label_values(&[hook, o.label()])))
+    }
+
+    pub fn get(&self, outcome: HookOutcome) -> &IntCounter {
+        &self.0[outcome as usize]
+    }
+}
+
 /// Hot-path stages with their own duration histogram.
 #[derive(Debug, Clone, Copy)]
 pub enum Stage {
@@ -33,7 +158,6 @@ pub enum Stage {
     Verify,
     Hook,
     Sign,
-    Total,
 }
 
 pub struct StageHistograms {
@@ -51,14 +175,13 @@ impl StageHistograms {
             Stage::Verify => &self.verify,
             Stage::Hook => &self.hook,
             Stage::Sign => &self.sign,
-            Stage::Total => &self.total,
         }
     }
 }
 
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: IntCounterVec,
+    pub requests: RequestCounters,
     pub stages: StageHistograms,
     pub hook_outcomes: IntCounterVec,
     pub hook_ignored_claims: IntCounter,
@@ -226,7 +349,7 @@ impl Metrics {
         };
         Metrics {
             registry,
-            requests,
+            requests: RequestCounters::new(&requests),
             stages,
             hook_outcomes,
             hook_ignored_claims,

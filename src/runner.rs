@@ -1,18 +1,21 @@
-//! `tokenhook hooks run FILE --event EVENT.json`: runs a hook once, exactly as the
-//! sidecar does (same worker process, engine, rules and limits), and prints one JSON
-//! object saying what it would do to the token.
+//! `tokenhook hooks run FILE --event EVENT.json`: runs a hook once through the same
+//! exchange core as the sidecar (`crate::exchange`: same worker process, engine, request
+//! filtering, defaults, rules and limits), and prints one JSON object saying what it
+//! would do to the token.
 
-use super::manifest::HookSpec;
-use super::pool::WorkerCommand;
-use super::{HookCall, HookClient, HookPool};
-use crate::config::HooksConfig;
+use crate::config::{ClientInfo, HooksConfig, IssuerMode};
 use crate::error::OAuthError;
-use crate::token::claims::{self, ClaimPolicy};
+use crate::exchange::{Exchange, Peer, TokenRequest};
+use crate::hooks::HookPool;
+use crate::hooks::manifest::HookSpec;
+use crate::hooks::pool::WorkerCommand;
+use crate::token::claims::ClaimPolicy;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The event file's shape; every field is optional except `client.id`.
@@ -64,10 +67,40 @@ pub struct EventRequest {
 }
 
 fn error_json(e: &OAuthError) -> Value {
-    json!({"outcome": "error", "status": e.status, "error": e.code, "error_description": e.description})
+    json!({"outcome": "error", "status": e.http_status(), "error": e.code().as_str(), "error_description": e.description()})
 }
 
-/// Runs `source` against `event` and returns the runner's JSON.
+impl Event {
+    /// The IdP token a real request with these facts would bring: its scopes, audience
+    /// and client, which the exchange core reads exactly as it reads a real token's.
+    fn upstream_claims(&self) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("client_id".into(), json!(self.client.id));
+        if let Some(aud) = &self.audience {
+            claims.insert("aud".into(), json!(aud));
+        }
+        if let Some(s) = &self.scope {
+            claims.insert("scope".into(), json!(s.join(" ")));
+        }
+        claims
+    }
+
+    /// The token request's parameters: `request.body`, with `requested_scope` as the
+    /// `scope` parameter a real request carries it in (a `scope` in the body wins, as
+    /// it is what the sidecar would read).
+    fn request_params(&self) -> Map<String, Value> {
+        let mut body = self.request.body.clone();
+        if let Some(req) = &self.requested_scope
+            && !body.contains_key("scope")
+        {
+            body.insert("scope".into(), Value::String(req.join(" ")));
+        }
+        body
+    }
+}
+
+/// Runs `source` against `event` through the exchange core, as a token request with
+/// the same facts would run in the sidecar, and returns the runner's JSON.
 pub fn run(
     source: String,
     name: &str,
@@ -75,6 +108,7 @@ pub fn run(
     cfg: &HooksConfig,
     command: WorkerCommand,
 ) -> Value {
+    let params = event.request_params();
     let spec = HookSpec {
         name: name.to_owned(),
         path: name.into(),
@@ -87,7 +121,7 @@ pub fn run(
         // What a request would get if the sidecar ran it (D1).
         Err(e) => return error_json(&OAuthError::server_error(e)),
     };
-    let expires = super::cache::now_ms() + super::cache::DEFAULT_TTL_MS;
+    let expires = crate::hooks::cache::now_ms() + crate::hooks::cache::DEFAULT_TTL_MS;
     pool.cache().seed(
         event
             .cache
@@ -95,7 +129,7 @@ pub fn run(
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    super::cache::Entry {
+                    crate::hooks::cache::Entry {
                         value: v.clone(),
                         expires_at: expires,
                     },
@@ -103,27 +137,31 @@ pub fn run(
             })
             .collect(),
     );
-    let call = HookCall {
-        client: HookClient {
-            name: event
-                .client
-                .name
-                .clone()
-                .unwrap_or_else(|| event.client.id.clone()),
-            id: event.client.id,
-            tenant: event.client.tenant,
-            metadata: event.client.metadata,
+    let clients = HashMap::from([(
+        event.client.id.clone(),
+        ClientInfo {
+            name: event.client.name.clone(),
+            tenant: event.client.tenant.clone(),
+            metadata: event.client.metadata.clone(),
         },
-        scope: event.scope.clone(),
-        audience: event.audience,
-        requested_scope: event.requested_scope,
-        body: event.request.body,
-        ip: event.request.ip,
-        user_agent: event.request.user_agent,
-        hostname: event.request.hostname,
-        language: event.request.language,
-        method: event.request.method.unwrap_or_else(|| "POST".into()),
-        request_id: "hooks-run".into(),
+    )]);
+    let exchange = Exchange {
+        hook: Some(Arc::new(pool)),
+        clients: &clients,
+        policy: ClaimPolicy {
+            allow_unnamespaced: cfg.allow_unnamespaced_claims,
+        },
+        issuer: &IssuerMode::Upstream,
+        ignored_claims: None,
+        log_console: false,
+    };
+    let req = TokenRequest::from_params(params, None);
+    let peer = Peer {
+        ip: event.request.ip.clone(),
+        user_agent: event.request.user_agent.clone(),
+        hostname: event.request.hostname.clone(),
+        language: event.request.language.clone(),
+        method: event.request.method.clone(),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,30 +170,17 @@ pub fn run(
         Ok(rt) => rt,
         Err(e) => return error_json(&OAuthError::server_error(e.to_string())),
     };
-    let inv = rt.block_on(pool.invoke(&call));
-    let logs: Vec<String> = inv.logs.iter().map(|l| l.line.clone()).collect();
-    let effect = match inv.result {
-        Ok(e) => e,
-        Err(f) => {
-            let mut out = error_json(f.error());
-            out["logs"] = json!(logs);
-            return out;
-        }
+    let result = rt.block_on(exchange.run(event.upstream_claims(), &req, &peer, "hooks-run"));
+    let lines = |logs: &[crate::hooks::engine::LogLine]| -> Vec<String> {
+        logs.iter().map(|l| l.line.clone()).collect()
     };
-    let mut payload = Map::new();
-    if let Some(s) = &event.scope {
-        payload.insert("scope".into(), Value::String(s.join(" ")));
-    }
-    let policy = ClaimPolicy {
-        allow_unnamespaced: cfg.allow_unnamespaced_claims,
-    };
-    match claims::apply(payload, effect, policy) {
+    match result {
         Ok(a) => {
-            json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": logs})
+            json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": lines(&a.logs)})
         }
-        Err(e) => {
-            let mut out = error_json(&OAuthError::server_error(e.to_string()));
-            out["logs"] = json!(logs);
+        Err(refused) => {
+            let mut out = error_json(&refused.error);
+            out["logs"] = json!(lines(&refused.logs));
             out
         }
     }

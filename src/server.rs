@@ -12,6 +12,12 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Exit status for a bad configuration (sysexits' EX_USAGE, as linkerd and others use).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit status when a listen address is taken or not available on this host
+/// (sysexits' EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
 /// Keeps the upstream JWKS cache warm: retries quickly until the first fetch succeeds
 /// (readiness waits for it), then refreshes every `upstream.jwks_refresh_seconds`.
 struct JwksRefresher {

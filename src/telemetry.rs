@@ -25,6 +25,11 @@ pub fn init(format: LogFormat, level: &str) {
     };
 }
 
+/// The default text logging, for commands run before (or without) a config file.
+pub fn init_default() {
+    init(LogFormat::Text, "warn,tokenhook=info");
+}
+
 /// Writes out every buffered line; call before the process exits.
 pub fn flush() {
     if let Some(s) = SINK.get() {

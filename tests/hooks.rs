@@ -207,34 +207,37 @@ fn runner_contract_ignored_claims_scope_absent_and_usage_errors() {
 
 #[test]
 fn runaway_hooks_are_stopped_within_their_limit() {
-    let cases = [
+    // Each case names every description it may end with; where two are listed, which
+    // bound ends it first depends on the machine's speed.
+    const TIMED_OUT: &str = "hook timed out after 700 ms";
+    let cases: [(&str, &str, &[&str]); 6] = [
         (
             "catastrophic regex",
             "/(a+)+$/.test('a'.repeat(32) + 'b'); cb(null, {});",
-            "hook timed out after 700 ms",
+            &[TIMED_OUT],
         ),
         (
             "loop in a builtin callback",
             "[...Array(3000)].map(function () { var i = 0; while (true) { i++; } }); cb(null, {});",
-            "",
+            &[TIMED_OUT, "hook aborted"],
         ),
         // Boa's loop limit ends it, or (in a slow debug build) the time limit does first;
         // the loop limit itself is covered by the engine's unit tests.
-        ("plain loop", "for (;;) {}", ""),
+        ("plain loop", "for (;;) {}", &[TIMED_OUT, "hook aborted"]),
         (
             "recursion",
             "(function f() { return f() + 1; })();",
-            "hook aborted",
+            &["hook aborted"],
         ),
         (
             "never calls back",
             "var x = 1;",
-            "hook completed without calling back",
+            &["hook completed without calling back"],
         ),
         (
             "timer past the limit",
             "setTimeout(function () { cb(null, {}); }, 100000);",
-            "hook timed out after 700 ms",
+            &[TIMED_OUT],
         ),
     ];
     for (what, body, want) in cases {
@@ -248,8 +251,9 @@ fn runaway_hooks_are_stopped_within_their_limit() {
         assert_eq!(code, 0, "{what}: {err}");
         assert_eq!(out["outcome"], "error", "{what}: {out}");
         assert_eq!(out["status"], 500, "{what}");
+        let description = out["error_description"].as_str().unwrap();
         assert!(
-            out["error_description"].as_str().unwrap().contains(want),
+            want.iter().any(|w| description.starts_with(w)),
             "{what}: {out}"
         );
         assert!(took < Duration::from_secs(10), "{what} took {took:?}");

@@ -14,18 +14,8 @@ use std::time::{Duration, Instant};
 fn promtool_accepts_live_metrics_after_real_traffic() {
     let idp = Idp::start();
     let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
-    token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
-    token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-post",
-        "svc-post-secret-456",
-        false,
-    );
+    token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    token_request(&sidecar.url("/oauth/token"), POST.id, POST.secret, false);
     token_request(&sidecar.url("/oauth/token"), "svc-basic", "wrong", true);
     for path in [
         "/.well-known/jwks.json",
@@ -99,28 +89,17 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
         )
         .unwrap();
     }
-    let mut opts = SidecarOpts::new(&idp.url());
-    opts.prepare = Some(layout);
-    opts.env.push(("LOUD_SECRET".into(), HOOK_SECRET.into()));
-    opts.env.push(("RUST_LOG".into(), "debug".into()));
-    opts.env
-        .push(("TOKENHOOK_LOG_FORMAT".into(), "json".into()));
+    let opts = SidecarOpts::new(&idp.url())
+        .layout(layout)
+        .env("LOUD_SECRET", HOOK_SECRET)
+        .log_level("debug")
+        .env("TOKENHOOK_LOG_FORMAT", "json");
     let sidecar = Sidecar::start(opts);
     let mut tokens = Vec::new();
-    let (s, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
+    let (s, body, _) = token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
     assert_eq!(s, 200);
     tokens.push(body["access_token"].as_str().unwrap().to_owned());
-    token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-post",
-        "svc-post-secret-456",
-        false,
-    );
+    token_request(&sidecar.url("/oauth/token"), POST.id, POST.secret, false);
     token_request(
         &sidecar.url("/oauth/token"),
         "svc-basic",
@@ -130,8 +109,8 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
     // The IdP's own token for the same client, to look for it too.
     let (_, direct, _) = token_request(
         &format!("{}/oauth/token", idp.url()),
-        "svc-basic",
-        "svc-basic-secret-123",
+        BASIC.id,
+        BASIC.secret,
         true,
     );
     tokens.push(direct["access_token"].as_str().unwrap().to_owned());
@@ -149,12 +128,12 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let mut secrets: Vec<String> = vec![
-        "svc-basic-secret-123".into(),
-        "svc-post-secret-456".into(),
+        BASIC.secret.into(),
+        POST.secret.into(),
         "svc-basic-wrong-secret".into(),
         HOOK_SECRET.into(),
         "opaque-bearer-credential".into(),
-        basic("svc-basic", "svc-basic-secret-123")
+        basic(BASIC.id, BASIC.secret)
             .trim_start_matches("Basic ")
             .to_owned(),
         "PRIVATE KEY".into(),
@@ -243,10 +222,8 @@ fn keys_rotate_under_load_without_a_failed_verification() {
         pems[2].clone(),
         pems[3].clone(),
     );
-    let mut opts = SidecarOpts::new(&idp.url());
-    opts.algorithm = Algorithm::ES256;
-    opts.signing = Some((
-        "active = \"keys/active.pem\"\nnext = [\"keys/next.pem\"]\nretired = [\"keys/retired.pem\"]".into(),
+    let opts = SidecarOpts::new(&idp.url()).algorithm(Algorithm::ES256).signing(
+        "active = \"keys/active.pem\"\nnext = [\"keys/next.pem\"]\nretired = [\"keys/retired.pem\"]",
         Box::new({
             let (p0, p1, p2) = (p0.clone(), p1.clone(), p2.clone());
             move |root: &std::path::Path| {
@@ -257,7 +234,7 @@ fn keys_rotate_under_load_without_a_failed_verification() {
                 std::os::unix::fs::symlink(format!("..data/{f}"), keys.join(f)).unwrap();
             }
         }}),
-    ));
+    );
     let sidecar = Arc::new(Sidecar::start(opts));
     let verifier = Arc::new(Verifier {
         jwks_url: sidecar.url("/.well-known/jwks.json"),
@@ -272,12 +249,8 @@ fn keys_rotate_under_load_without_a_failed_verification() {
             let (mut ok, mut failures, mut kids, mut held) =
                 (0, Vec::new(), Vec::new(), Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                let (status, body, _) = token_request(
-                    &s.url("/oauth/token"),
-                    "svc-basic",
-                    "svc-basic-secret-123",
-                    true,
-                );
+                let (status, body, _) =
+                    token_request(&s.url("/oauth/token"), BASIC.id, BASIC.secret, true);
                 if status != 200 {
                     failures.push(format!("token request: {status} {body}"));
                     continue;
@@ -312,12 +285,8 @@ fn keys_rotate_under_load_without_a_failed_verification() {
     .unwrap()
     .kid;
     loop {
-        let (_, body, _) = token_request(
-            &sidecar.url("/oauth/token"),
-            "svc-basic",
-            "svc-basic-secret-123",
-            true,
-        );
+        let (_, body, _) =
+            token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
         let kid = jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
             .unwrap()
             .kid
@@ -358,12 +327,7 @@ fn keys_rotate_under_load_without_a_failed_verification() {
     // A broken key file is refused; the current keys keep signing.
     write_keys(&keys, "..gen3", "not a key", &p3, &p1);
     std::thread::sleep(Duration::from_millis(500));
-    let (s, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
+    let (s, body, _) = token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
     assert_eq!(s, 200);
     assert_eq!(
         jsonwebtoken::decode_header(body["access_token"].as_str().unwrap())
@@ -383,25 +347,16 @@ fn keys_rotate_under_load_without_a_failed_verification() {
 fn sigterm_fails_readiness_first_lets_in_flight_requests_finish_then_exits() {
     let idp = Idp::start();
     let slow = "module.exports = function (client, scope, audience, context, cb) { setTimeout(function () { cb(null, {scope: scope}); }, 1500); };";
-    let mut opts = SidecarOpts::new(&idp.url()).hook("slow", slow);
-    opts.env.extend([
-        (
-            "TOKENHOOK_SERVER_DRAIN_DELAY_SECONDS".to_string(),
-            "1".to_string(),
-        ),
-        (
-            "TOKENHOOK_SERVER_GRACE_PERIOD_SECONDS".to_string(),
-            "3".to_string(),
-        ),
-    ]);
+    let opts = SidecarOpts::new(&idp.url())
+        .hook("slow", slow)
+        .env("TOKENHOOK_SERVER_DRAIN_DELAY_SECONDS", "1")
+        .env("TOKENHOOK_SERVER_GRACE_PERIOD_SECONDS", "3");
     let mut sidecar = Sidecar::start(opts);
     let url = sidecar.url("/oauth/token");
     let in_flight: Vec<_> = (0..3)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || {
-                token_request(&url, "svc-basic", "svc-basic-secret-123", true)
-            })
+            std::thread::spawn(move || token_request(&url, BASIC.id, BASIC.secret, true))
         })
         .collect();
     let jwks = sidecar.jwks();

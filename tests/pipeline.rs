@@ -22,12 +22,12 @@ fn seed_hook_enriches_tokens_for_basic_and_post_clients() {
     let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
     for (id, secret, basic, granted) in [
         (
-            "svc-basic",
-            "svc-basic-secret-123",
+            BASIC.id,
+            BASIC.secret,
             true,
             vec!["read:data", "write:data"],
         ),
-        ("svc-post", "svc-post-secret-456", false, vec!["read:data"]),
+        (POST.id, POST.secret, false, vec!["read:data"]),
     ] {
         let (status, body, headers) =
             token_request(&sidecar.url("/oauth/token"), id, secret, basic);
@@ -61,15 +61,12 @@ fn hook_sees_registry_client_and_es256_signing_works() {
                    'https://example.com/aud': audience, 'https://example.com/grant': context.body.grant_type,
                    'https://example.com/has_secret': 'client_secret' in context.body });
     };"#;
-    let mut opts = SidecarOpts::new(&idp.url()).hook("echo", hook);
-    opts.algorithm = Algorithm::ES256;
+    let opts = SidecarOpts::new(&idp.url())
+        .hook("echo", hook)
+        .algorithm(Algorithm::ES256);
     let sidecar = Sidecar::start(opts);
-    let (status, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        false,
-    );
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, false);
     assert_eq!(status, 200, "{body}");
     let (header, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
     assert_eq!(header.alg, Algorithm::ES256);
@@ -82,12 +79,7 @@ fn hook_sees_registry_client_and_es256_signing_works() {
     assert_eq!(claims["https://example.com/has_secret"], false);
     assert_eq!(scopes(&claims["scope"]), vec!["read:data", "write:data"]);
     // An unregistered client gets {id, name: id, metadata: {}} (D14).
-    let (_, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-post",
-        "svc-post-secret-456",
-        false,
-    );
+    let (_, body, _) = token_request(&sidecar.url("/oauth/token"), POST.id, POST.secret, false);
     let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
     assert_eq!(
         claims["https://example.com/client"],
@@ -133,10 +125,7 @@ fn other_grants_upstream_errors_and_other_paths_pass_through_byte_for_byte() {
         form_post(
             "/oauth/token",
             &host,
-            &format!(
-                "Authorization: {}\r\n",
-                basic("svc-post", "svc-post-secret-456")
-            ),
+            &format!("Authorization: {}\r\n", basic(POST.id, POST.secret)),
             "grant_type=client_credentials&scope=write:data",
         ),
         format!("GET /oauth/token?x=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
@@ -191,7 +180,7 @@ fn http10_client_gets_a_complete_token_response() {
     let body = "grant_type=client_credentials";
     let req = format!(
         "POST /oauth/token HTTP/1.0\r\nAuthorization: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        basic("svc-basic", "svc-basic-secret-123"),
+        basic(BASIC.id, BASIC.secret),
         body.len()
     );
     let r = raw_request(sidecar.port, &req).unwrap();
@@ -237,9 +226,7 @@ fn gzip_upstream_is_decoded_and_the_answer_is_plain() {
         gzip: true,
         ..StubBehaviour::honest(Algorithm::ES256)
     });
-    let mut opts = SidecarOpts::new(&stub.url());
-    opts.env
-        .push(("TOKENHOOK_UPSTREAM_ALGORITHMS".into(), "RS256,ES256".into()));
+    let opts = SidecarOpts::new(&stub.url()).env("TOKENHOOK_UPSTREAM_ALGORITHMS", "RS256,ES256");
     let sidecar = Sidecar::start(opts);
     let (status, body, headers) =
         token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
@@ -287,9 +274,7 @@ fn unreachable_idp_gives_an_oauth_error() {
 #[test]
 fn oversized_request_body_is_refused_with_413() {
     let idp = Idp::start();
-    let mut opts = SidecarOpts::new(&idp.url());
-    opts.env
-        .push(("TOKENHOOK_UPSTREAM_MAX_BODY_BYTES".into(), "1024".into()));
+    let opts = SidecarOpts::new(&idp.url()).env("TOKENHOOK_UPSTREAM_MAX_BODY_BYTES", "1024");
     let sidecar = Sidecar::start(opts);
     let body = format!("grant_type=client_credentials&pad={}", "x".repeat(2000));
     let r = raw_request(sidecar.port, &form_post("/oauth/token", "x", "", &body)).unwrap();
@@ -339,12 +324,8 @@ fn hook_errors_become_oauth_errors_d1() {
             "module.exports = function (client, scope, audience, context, cb) {{ {hook}; }};"
         );
         let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()).hook("h", &src));
-        let (s, body, _) = token_request(
-            &sidecar.url("/oauth/token"),
-            "svc-basic",
-            "svc-basic-secret-123",
-            true,
-        );
+        let (s, body, _) =
+            token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
         assert_eq!(s, status, "{hook}: {body}");
         assert_eq!(body["error"], code, "{hook}");
         assert!(
@@ -358,16 +339,11 @@ fn hook_errors_become_oauth_errors_d1() {
 fn hook_time_limit_fails_only_that_request() {
     let idp = Idp::start();
     let hook = "module.exports = function (client, scope, audience, context, cb) { setTimeout(function () { cb(null, {scope: scope}); }, 10000); };";
-    let mut opts = SidecarOpts::new(&idp.url()).hook("slow", hook);
-    opts.env
-        .push(("TOKENHOOK_HOOKS_TIMEOUT_MS".into(), "300".into()));
+    let opts = SidecarOpts::new(&idp.url())
+        .hook("slow", hook)
+        .env("TOKENHOOK_HOOKS_TIMEOUT_MS", "300");
     let sidecar = Sidecar::start(opts);
-    let (s, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
+    let (s, body, _) = token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
     assert_eq!(s, 500);
     assert_eq!(body["error_description"], "hook timed out after 300 ms");
     // The sidecar still serves everything else.
@@ -383,12 +359,7 @@ fn hook_time_limit_fails_only_that_request() {
 fn metrics_count_routes_outcomes_and_stages() {
     let idp = Idp::start();
     let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
-    token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
+    token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
     token_request(&sidecar.url("/oauth/token"), "svc-basic", "wrong", true);
     raw_request(
         sidecar.port,
@@ -421,10 +392,7 @@ fn metrics_count_routes_outcomes_and_stages() {
 fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
     let idp = Idp::start();
     let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
-    let auth = format!(
-        "Authorization: {}\r\n",
-        basic("svc-basic", "svc-basic-secret-123")
-    );
+    let auth = format!("Authorization: {}\r\n", basic(BASIC.id, BASIC.secret));
     // Path variants that an IdP may route to its token endpoint (the stub does, like
     // many frameworks) get the hook too.
     let stub = StubIdp::start(StubBehaviour {
@@ -489,7 +457,7 @@ fn keep_alive_serves_several_token_requests_on_one_connection() {
         write!(
             s,
             "POST /oauth/token HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            basic("svc-basic", "svc-basic-secret-123"),
+            basic(BASIC.id, BASIC.secret),
             body.len()
         )
         .unwrap();
@@ -538,17 +506,12 @@ fn actions_hook_through_the_proxy_with_secrets_from_env_and_files() {
         )
         .unwrap();
     }
-    let mut opts = SidecarOpts::new(&idp.url());
-    opts.prepare = Some(layout);
-    opts.env
-        .push(("ACT_SECRET".into(), "env-secret-value".into()));
+    let opts = SidecarOpts::new(&idp.url())
+        .layout(layout)
+        .env("ACT_SECRET", "env-secret-value");
     let sidecar = Sidecar::start(opts);
-    let (status, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-basic",
-        "svc-basic-secret-123",
-        true,
-    );
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
     assert_eq!(status, 200, "{body}");
     let (_, claims) = sidecar.verify(body["access_token"].as_str().unwrap());
     assert_eq!(claims["https://foo.com/claim"], "bar");
@@ -558,12 +521,8 @@ fn actions_hook_through_the_proxy_with_secrets_from_env_and_files() {
     // D6: write:data removed, admin never granted so dropped.
     assert_eq!(claims["scope"], "read:data");
     assert_eq!(body["scope"], "read:data");
-    let (status, body, _) = token_request(
-        &sidecar.url("/oauth/token"),
-        "svc-post",
-        "svc-post-secret-456",
-        false,
-    );
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), POST.id, POST.secret, false);
     assert_eq!(status, 400);
     assert_eq!(
         body,

@@ -3,6 +3,7 @@
 
 mod env;
 pub mod raw;
+mod validate;
 
 use jsonwebtoken::Algorithm;
 use raw::RawConfig;
@@ -58,6 +59,8 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    /// The paths the sidecar answers itself, normalised once (`crate::routes`).
+    pub routes: crate::routes::Routes,
     pub upstream: UpstreamConfig,
     pub signing: SigningConfig,
     pub hooks: HooksConfig,
@@ -146,6 +149,16 @@ pub enum IssuerMode {
     Upstream,
 }
 
+impl IssuerMode {
+    /// The token's `iss` for a given upstream `iss`.
+    pub fn issuer_for<'a>(&'a self, upstream_iss: Option<&'a str>) -> Option<&'a str> {
+        match self {
+            IssuerMode::Fixed(s) => Some(s),
+            IssuerMode::Upstream => upstream_iss,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HooksConfig {
     pub dir: PathBuf,
@@ -166,22 +179,19 @@ pub struct HooksConfig {
 }
 
 impl HooksConfig {
-    /// The defaults, for tools (the local runner) that run a hook without a config file.
+    /// The defaults with one worker, for tools (the local runner) that run a hook
+    /// without a config file; built by the same path as a config file's `[hooks]`.
     pub fn defaults(dir: PathBuf) -> Self {
-        let raw = raw::RawHooks::default();
-        HooksConfig {
-            dir,
-            timeout: Duration::from_millis(raw.timeout_ms),
-            workers: 1,
-            queue: raw.queue,
-            allow_unnamespaced_claims: raw.allow_unnamespaced_claims,
-            memory_limit_bytes: raw.memory_limit_mb * 1024 * 1024,
-            loop_iterations: raw.loop_iteration_limit,
-            recursion_limit: raw.recursion_limit,
-            kill_grace: Duration::from_millis(100),
-            reload_interval: Duration::from_millis(raw.reload_interval_ms),
-            max_stuck_workers: 2,
-        }
+        let raw = raw::RawHooks {
+            workers: Some(1),
+            ..Default::default()
+        };
+        // The only check that can fail is that the folder exists, which a tool checks
+        // itself.
+        let mut ignore = |_: &str, _: String| {};
+        let mut cfg = Self::from_raw(&raw, Path::new("."), &mut ignore);
+        cfg.dir = dir;
+        cfg
     }
 }
 
@@ -266,7 +276,7 @@ impl Config {
         };
         env::apply(&mut doc, vars, &mut errors);
         let raw = parse_collecting(doc, &mut errors);
-        let config = validate(raw, base, &mut errors);
+        let config = validate::validate(raw, base, &mut errors);
         match config {
             Some(c) if errors.is_empty() => Ok(c),
             _ if errors.is_empty() => Err(ConfigErrors(vec![ConfigError::new(
@@ -279,10 +289,7 @@ impl Config {
 
     /// The token's `iss` for a given upstream `iss`.
     pub fn issuer_for<'a>(&'a self, upstream_iss: Option<&'a str>) -> Option<&'a str> {
-        match &self.signing.issuer {
-            IssuerMode::Fixed(s) => Some(s),
-            IssuerMode::Upstream => upstream_iss,
-        }
+        self.signing.issuer.issuer_for(upstream_iss)
     }
 }
 
@@ -346,287 +353,6 @@ fn remove_path(doc: &mut toml::Table, path: &[String]) -> bool {
     }
 }
 
-fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Option<Config> {
-    let start = errors.len();
-    let mut err = |key: &str, msg: String| errors.push(ConfigError::new(key, msg));
-
-    let listen = parse_addr(&raw.server.listen, "server.listen", &mut err);
-    let admin_listen = parse_addr(&raw.server.admin_listen, "server.admin_listen", &mut err);
-    if let (Some(a), Some(b)) = (listen, admin_listen)
-        && a == b
-    {
-        err(
-            "server.admin_listen",
-            format!("must differ from server.listen ({a})"),
-        );
-    }
-    let public_url = match &raw.server.public_url {
-        Some(u) => parse_url(u, "server.public_url", false, &mut err),
-        None => listen.and_then(|a| {
-            let url = if a.ip().is_unspecified() {
-                format!("http://localhost:{}", a.port())
-            } else {
-                // SocketAddr's Display brackets IPv6 addresses, as URLs need.
-                format!("http://{a}")
-            };
-            let parsed = Url::parse(&url).ok();
-            if parsed.is_none() {
-                err(
-                    "server.public_url",
-                    format!("cannot derive it from server.listen ({a}); set it"),
-                );
-            }
-            parsed
-        }),
-    };
-    for (key, p) in [
-        ("server.jwks_path", &raw.server.jwks_path),
-        ("server.discovery_path", &raw.server.discovery_path),
-        ("upstream.token_path", &raw.upstream.token_path),
-        ("upstream.discovery_path", &raw.upstream.discovery_path),
-    ] {
-        check_path(p, key, &mut err);
-    }
-    let threads = raw.server.threads.unwrap_or_else(default_parallelism);
-    if threads == 0 {
-        err("server.threads", "must be at least 1".into());
-    }
-
-    let url = match &raw.upstream.url {
-        Some(u) => parse_url(u, "upstream.url", true, &mut err),
-        None => {
-            err(
-                "upstream.url",
-                "required: the IdP's base URL, e.g. \"http://127.0.0.1:3000\"".into(),
-            );
-            None
-        }
-    };
-    let jwks_url = match (&raw.upstream.jwks_url, &url) {
-        (Some(u), _) => parse_url(u, "upstream.jwks_url", true, &mut err),
-        (None, Some(base_url)) => base_url.join("/.well-known/jwks.json").ok(),
-        (None, None) => None,
-    };
-    let address = url
-        .as_ref()
-        .and_then(|u| resolve(u, "upstream.url", &mut err));
-    let jwks_address = jwks_url
-        .as_ref()
-        .and_then(|u| resolve(u, "upstream.jwks_url", &mut err));
-    let mut algorithms = Vec::new();
-    if raw.upstream.algorithms.is_empty() {
-        err(
-            "upstream.algorithms",
-            "must name at least one algorithm".into(),
-        );
-    }
-    for (i, a) in raw.upstream.algorithms.iter().enumerate() {
-        match parse_alg(a, UPSTREAM_ALGORITHMS) {
-            Ok(alg) => algorithms.push(alg),
-            Err(m) => err(&format!("upstream.algorithms[{i}]"), m),
-        }
-    }
-    for (key, v) in [
-        (
-            "upstream.connect_timeout_ms",
-            raw.upstream.connect_timeout_ms,
-        ),
-        ("upstream.timeout_ms", raw.upstream.timeout_ms),
-        ("hooks.timeout_ms", raw.hooks.timeout_ms),
-        (
-            "upstream.max_body_bytes",
-            raw.upstream.max_body_bytes as u64,
-        ),
-        ("hooks.queue", raw.hooks.queue as u64),
-        ("hooks.loop_iteration_limit", raw.hooks.loop_iteration_limit),
-        (
-            "upstream.jwks_refresh_seconds",
-            raw.upstream.jwks_refresh_seconds,
-        ),
-        ("hooks.recursion_limit", raw.hooks.recursion_limit as u64),
-    ] {
-        if v == 0 {
-            err(key, "must be greater than 0".into());
-        }
-    }
-
-    // `signing.keys` (first signs, the rest stay published) or explicit states.
-    let mut keys: Vec<KeyRef> = Vec::new();
-    let r = &raw.signing;
-    match (&r.active, r.keys.is_empty()) {
-        (Some(_), false) => err(
-            "signing.keys",
-            "give either signing.keys or signing.active (with next/retired), not both".into(),
-        ),
-        (None, true) => err(
-            "signing.keys",
-            "required: at least one private key file (PKCS#8 PEM); make one with `tokenhook keys generate`".into(),
-        ),
-        (None, false) => {
-            for (i, k) in r.keys.iter().enumerate() {
-                let state = if i == 0 { KeyState::Active } else { KeyState::Retired };
-                keys.push(KeyRef { path: base.join(k), state, key: format!("signing.keys[{i}]") });
-            }
-        }
-        (Some(a), true) => {
-            keys.push(KeyRef { path: base.join(a), state: KeyState::Active, key: "signing.active".into() });
-        }
-    }
-    if r.active.is_none() && !(r.next.is_empty() && r.retired.is_empty()) && !r.keys.is_empty() {
-        err(
-            "signing.next",
-            "next and retired keys go with signing.active, not signing.keys".into(),
-        );
-    }
-    for (list, state, name) in [
-        (&r.next, KeyState::Next, "next"),
-        (&r.retired, KeyState::Retired, "retired"),
-    ] {
-        for (i, k) in list.iter().enumerate() {
-            keys.push(KeyRef {
-                path: base.join(k),
-                state,
-                key: format!("signing.{name}[{i}]"),
-            });
-        }
-    }
-    let named: Vec<&String> = r
-        .keys
-        .iter()
-        .chain(r.active.iter())
-        .chain(&r.next)
-        .chain(&r.retired)
-        .collect();
-    for (k, shown) in keys.iter().zip(named) {
-        if !k.path.is_file() {
-            err(&k.key, format!("no such file: {shown}"));
-        }
-    }
-    let algorithm = match parse_alg(&raw.signing.algorithm, SIGNING_ALGORITHMS) {
-        Ok(a) => Some(a),
-        Err(m) => {
-            err("signing.algorithm", m);
-            None
-        }
-    };
-    let issuer = match raw.signing.issuer.as_deref() {
-        Some("upstream") => Some(IssuerMode::Upstream),
-        Some("") => {
-            err("signing.issuer", "must not be empty".into());
-            None
-        }
-        Some(s) => Some(IssuerMode::Fixed(s.to_owned())),
-        None => public_url
-            .as_ref()
-            .map(|u| IssuerMode::Fixed(u.as_str().trim_end_matches('/').to_owned())),
-    };
-
-    let dir = base.join(&raw.hooks.dir);
-    if !dir.is_dir() {
-        err("hooks.dir", format!("no such folder: {}", raw.hooks.dir));
-    }
-    let workers = raw.hooks.workers.unwrap_or_else(default_parallelism);
-    if workers == 0 {
-        err("hooks.workers", "must be at least 1".into());
-    }
-    if raw.hooks.memory_limit_mb != 0 && !(64..=1024 * 1024).contains(&raw.hooks.memory_limit_mb) {
-        err(
-            "hooks.memory_limit_mb",
-            "must be 0 (unlimited) or from 64 to 1048576".into(),
-        );
-    }
-
-    let format = match raw.log.format.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
-            err(
-                "log.format",
-                format!("must be \"text\" or \"json\", got {other:?}"),
-            );
-            LogFormat::Text
-        }
-    };
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-        err("log.level", format!("not a valid filter: {e}"));
-    }
-
-    let clients = raw
-        .clients
-        .into_iter()
-        .map(|(id, c)| {
-            (
-                id,
-                ClientInfo {
-                    name: c.name,
-                    tenant: c.tenant,
-                    metadata: c.metadata,
-                },
-            )
-        })
-        .collect();
-
-    if errors.len() > start {
-        return None;
-    }
-    Some(Config {
-        server: ServerConfig {
-            listen: listen?,
-            admin_listen: admin_listen?,
-            public_url: public_url?,
-            jwks_path: raw.server.jwks_path,
-            discovery_path: raw.server.discovery_path,
-            jwks_max_age: Duration::from_secs(raw.server.jwks_max_age_seconds),
-            threads,
-            grace_period: Duration::from_secs(raw.server.grace_period_seconds),
-            drain_delay: Duration::from_secs(raw.server.drain_delay_seconds),
-        },
-        upstream: {
-            let url = url?;
-            UpstreamConfig {
-                authority: authority(&url),
-                url,
-                address: address?,
-                token_path: raw.upstream.token_path,
-                jwks_url: jwks_url?,
-                jwks_address: jwks_address?,
-                discovery_path: raw.upstream.discovery_path,
-                algorithms,
-                connect_timeout: Duration::from_millis(raw.upstream.connect_timeout_ms),
-                timeout: Duration::from_millis(raw.upstream.timeout_ms),
-                max_body_bytes: raw.upstream.max_body_bytes,
-                leeway_seconds: raw.upstream.leeway_seconds,
-                jwks_refresh: Duration::from_secs(raw.upstream.jwks_refresh_seconds),
-                jwks_min_refresh: Duration::from_secs(raw.upstream.jwks_min_refresh_seconds),
-            }
-        },
-        signing: SigningConfig {
-            keys,
-            algorithm: algorithm?,
-            issuer: issuer?,
-            reload_interval: Duration::from_millis(raw.signing.reload_interval_ms),
-        },
-        hooks: HooksConfig {
-            dir,
-            timeout: Duration::from_millis(raw.hooks.timeout_ms),
-            workers,
-            queue: raw.hooks.queue,
-            allow_unnamespaced_claims: raw.hooks.allow_unnamespaced_claims,
-            memory_limit_bytes: raw.hooks.memory_limit_mb * 1024 * 1024,
-            loop_iterations: raw.hooks.loop_iteration_limit,
-            recursion_limit: raw.hooks.recursion_limit,
-            kill_grace: Duration::from_millis(100),
-            reload_interval: Duration::from_millis(raw.hooks.reload_interval_ms),
-            max_stuck_workers: raw.hooks.max_stuck_workers.unwrap_or(workers * 2),
-        },
-        log: LogConfig {
-            format,
-            level: raw.log.level,
-        },
-        clients,
-    })
-}
-
 pub(crate) fn default_parallelism() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -640,7 +366,7 @@ pub fn authority(url: &Url) -> String {
     }
 }
 
-fn parse_addr(s: &str, key: &str, err: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
+fn parse_addr(s: &str, key: &str, err: validate::Err) -> Option<SocketAddr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -653,12 +379,7 @@ fn parse_addr(s: &str, key: &str, err: &mut impl FnMut(&str, String)) -> Option<
     }
 }
 
-fn parse_url(
-    s: &str,
-    key: &str,
-    upstream: bool,
-    err: &mut impl FnMut(&str, String),
-) -> Option<Url> {
+fn parse_url(s: &str, key: &str, upstream: bool, err: validate::Err) -> Option<Url> {
     match Url::parse(s) {
         Ok(u) if u.cannot_be_a_base() || u.host_str().is_none() => {
             err(key, format!("not an absolute URL: {s:?}"));
@@ -705,7 +426,7 @@ fn parse_url(
     }
 }
 
-fn resolve(url: &Url, key: &str, err: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
+fn resolve(url: &Url, key: &str, err: validate::Err) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
@@ -722,7 +443,7 @@ fn resolve(url: &Url, key: &str, err: &mut impl FnMut(&str, String)) -> Option<S
     }
 }
 
-fn check_path(p: &str, key: &str, err: &mut impl FnMut(&str, String)) {
+fn check_path(p: &str, key: &str, err: validate::Err) {
     if !p.starts_with('/') {
         err(key, format!("must start with '/', got {p:?}"));
     }

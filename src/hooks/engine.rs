@@ -1,8 +1,9 @@
-//! One Boa context with the hook compiled once: the JS side of a hook worker. Not `Send`
-//! (Boa's `Context` is not), so it lives and dies on its worker thread.
+//! One Boa context with the hook compiled once: the JS side of a hook worker process
+//! (`worker`). Not `Send` (Boa's `Context` is not), so it lives and dies on that
+//! process's main thread, and tests run it in place.
 //!
 //! Every value crosses the JS/Rust boundary as a JSON string made by JS's own
-//! `JSON.stringify`, which gives exactly D11's conversions (functions and `undefined`
+//! `JSON.stringify`, which gives exactly D11's conversions (docs/decisions.md) (functions and `undefined`
 //! dropped, `NaN` → null, `Date` → ISO string) and keeps integers integral, avoiding the
 //! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
 

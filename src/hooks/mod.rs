@@ -1,17 +1,20 @@
 //! Hook execution: the enabled hook runs in worker processes of this binary (see
 //! `pool`), each owning one Boa context with the hook compiled once; this module turns
-//! what the JS did into a token effect or an OAuth error by Auth0's rules.
+//! what the JS did into a token effect or an OAuth error by Auth0's rules and the
+//! decisions in docs/decisions.md.
 
 pub mod cache;
 pub mod engine;
 pub mod manifest;
 pub mod pool;
 pub mod protocol;
-pub mod runner;
+mod slot;
+pub use slot::HookSlot;
 pub mod worker;
 
 use crate::config::HooksConfig;
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
+use crate::metrics::{HookCounters, HookOutcome, Outcome};
 use crate::token::claims::{self, HookEffect};
 use engine::{Deny, Form, JsErrorInfo, LogLine, RawOutcome, State};
 use manifest::HookSpec;
@@ -65,12 +68,23 @@ pub enum HookFailure {
 }
 
 impl HookFailure {
-    pub fn label(&self) -> &'static str {
+    /// How the hook run is counted (`tokenhook_hook_executions_total`).
+    pub fn hook_outcome(&self) -> HookOutcome {
         match self {
-            HookFailure::Denied(_) => "denied",
-            HookFailure::Error(_) => "error",
-            HookFailure::Timeout(_) => "timeout",
-            HookFailure::Rejected(_) => "rejected",
+            HookFailure::Denied(_) => HookOutcome::Denied,
+            HookFailure::Error(_) => HookOutcome::Error,
+            HookFailure::Timeout(_) => HookOutcome::Timeout,
+            HookFailure::Rejected(_) => HookOutcome::Rejected,
+        }
+    }
+
+    /// How the request is counted (`tokenhook_requests_total`).
+    pub fn request_outcome(&self) -> Outcome {
+        match self {
+            HookFailure::Denied(_) => Outcome::Denied,
+            HookFailure::Error(_) => Outcome::HookError,
+            HookFailure::Timeout(_) => Outcome::HookTimeout,
+            HookFailure::Rejected(_) => Outcome::HookRejected,
         }
     }
 
@@ -93,15 +107,6 @@ impl HookFailure {
     }
 }
 
-/// One hook's execution counters, by outcome.
-struct OutcomeCounters {
-    ok: prometheus::IntCounter,
-    denied: prometheus::IntCounter,
-    error: prometheus::IntCounter,
-    timeout: prometheus::IntCounter,
-    rejected: prometheus::IntCounter,
-}
-
 /// The result of one invocation, as the runner and the proxy both need it.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -113,7 +118,7 @@ pub struct Invocation {
 pub struct HookPool {
     name: String,
     /// `tokenhook_hook_executions_total` handles for this hook, set once by the app.
-    counters: std::sync::OnceLock<OutcomeCounters>,
+    counters: std::sync::OnceLock<HookCounters>,
     timeout: Duration,
     pool: Pool,
     cache: Arc<cache::SharedCache>,
@@ -154,32 +159,14 @@ impl HookPool {
 
     /// Resolves the per-outcome counters for this hook once, so requests only increment.
     pub fn attach_counters(&self, vec: &prometheus::IntCounterVec) {
-        let c = |o: &str| vec.with_label_values(&[self.name.as_str(), o]);
-        let _ = self.counters.set(OutcomeCounters {
-            ok: c("ok"),
-            denied: c("denied"),
-            error: c("error"),
-            timeout: c("timeout"),
-            rejected: c("rejected"),
-        });
+        let _ = self.counters.set(HookCounters::new(vec, &self.name));
     }
 
-    /// Counts one outcome (`ok` or a failure label).
-    pub fn count(&self, outcome: &str) {
+    /// Counts one run.
+    pub fn count(&self, outcome: HookOutcome) {
         if let Some(c) = self.counters.get() {
-            match outcome {
-                "ok" => &c.ok,
-                "denied" => &c.denied,
-                "timeout" => &c.timeout,
-                "rejected" => &c.rejected,
-                _ => &c.error,
-            }
-            .inc();
+            c.get(outcome).inc();
         }
-    }
-
-    pub fn form(&self) -> Form {
-        self.pool.form
     }
 
     pub fn stats(&self) -> &PoolStats {
@@ -205,16 +192,7 @@ impl HookPool {
             && !self.pool.is_full()
     }
 
-    /// Runs the hook for one request, logging its console lines.
-    pub async fn run(&self, call: HookCall) -> Result<HookEffect, HookFailure> {
-        let inv = self.invoke(&call).await;
-        for l in &inv.logs {
-            emit_log(&self.name, &call.request_id, l);
-        }
-        inv.result
-    }
-
-    /// Runs the hook and returns its console lines too (the local runner prints them).
+    /// Runs the hook once; its console lines come back with the result.
     pub async fn invoke(&self, call: &HookCall) -> Invocation {
         let form = self.pool.form;
         let snapshot = match form {
@@ -265,12 +243,15 @@ impl HookPool {
     }
 }
 
-fn emit_log(hook: &str, request_id: &str, l: &LogLine) {
-    match l.level.as_str() {
-        "error" => tracing::error!(hook, request_id, "{}", l.line),
-        "warn" => tracing::warn!(hook, request_id, "{}", l.line),
-        "debug" => tracing::debug!(hook, request_id, "{}", l.line),
-        _ => tracing::info!(hook, request_id, "{}", l.line),
+/// Writes a hook's console lines to the sidecar's log, with the hook's name.
+pub fn emit_logs(hook: &str, request_id: &str, lines: &[LogLine]) {
+    for l in lines {
+        match l.level.as_str() {
+            "error" => tracing::error!(hook, request_id, "{}", l.line),
+            "warn" => tracing::warn!(hook, request_id, "{}", l.line),
+            "debug" => tracing::debug!(hook, request_id, "{}", l.line),
+            _ => tracing::info!(hook, request_id, "{}", l.line),
+        }
     }
 }
 
@@ -419,23 +400,20 @@ fn legacy_result(hook: &str, state: State) -> Result<HookEffect, HookFailure> {
 fn map_error(err: JsErrorInfo) -> HookFailure {
     match err.name.as_str() {
         "InvalidScopeError" => {
-            HookFailure::Denied(OAuthError::new(400, "invalid_scope", err.message))
+            HookFailure::Denied(OAuthError::new(ErrorCode::InvalidScope, err.message))
         }
-        "InvalidRequestError" => {
-            HookFailure::Denied(OAuthError::new(400, "invalid_request", err.message))
-        }
+        "InvalidRequestError" => HookFailure::Denied(OAuthError::invalid_request(err.message)),
         _ => HookFailure::Error(OAuthError::server_error(err.message)),
     }
 }
 
 /// D2 for `api.access.deny`.
 fn deny_error(d: Deny) -> HookFailure {
-    match d.code.as_str() {
-        "invalid_scope" => HookFailure::Denied(OAuthError::new(400, "invalid_scope", d.reason)),
-        "invalid_request" => HookFailure::Denied(OAuthError::new(400, "invalid_request", d.reason)),
-        "server_error" => HookFailure::Denied(OAuthError::new(500, "server_error", d.reason)),
-        other => HookFailure::Error(OAuthError::server_error(format!(
-            "hook denied with code {other:?}, which is not allowed (use invalid_scope, invalid_request or server_error)"
+    match ErrorCode::from_deny(&d.code) {
+        Some(code) => HookFailure::Denied(OAuthError::new(code, d.reason)),
+        None => HookFailure::Error(OAuthError::server_error(format!(
+            "hook denied with code {:?}, which is not allowed (use invalid_scope, invalid_request or server_error)",
+            d.code
         ))),
     }
 }

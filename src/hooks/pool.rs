@@ -470,13 +470,9 @@ impl Pool {
         self.ensure_running();
         let mut q = lock(&self.shared.queue);
         if q.len() >= self.shared.capacity {
-            let mut err = OAuthError::new(
-                503,
-                "temporarily_unavailable",
+            return Err(OAuthError::overloaded(
                 "too many token requests in progress; retry shortly",
-            );
-            err.retry_after = Some(1);
-            return Err(err);
+            ));
         }
         q.push_back(Call {
             frame: job.frame,

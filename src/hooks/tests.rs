@@ -1,5 +1,6 @@
 //! Hook semantics, both forms, run on the real engine and rules in this thread (the
-//! worker process adds isolation, tested in `tests/hooks.rs`): D1, D2, D5–D8, D11–D15.
+//! worker process adds isolation, tested in `tests/hooks.rs`): decisions D1, D2, D5–D8,
+//! D11, D13–D15 of docs/decisions.md (D12 is tested with the rules in `token::claims`).
 
 use super::*;
 use engine::{Engine, Limits};
@@ -158,8 +159,12 @@ fn error_classes_map_to_oauth_errors_d1() {
         let inv = run(&legacy(body));
         let err = inv.result.unwrap_err();
         let e = err.error();
-        assert_eq!((e.status, e.code), (status, code), "{body}: {e}");
-        assert!(e.description.contains(desc), "{body}: {e}");
+        assert_eq!(
+            (e.http_status(), e.code().as_str()),
+            (status, code),
+            "{body}: {e}"
+        );
+        assert!(e.description().contains(desc), "{body}: {e}");
     }
 }
 
@@ -169,7 +174,7 @@ fn error_subclass_name_is_kept() {
         "class Mine extends InvalidScopeError {}; cb(new Mine('sub'))",
     ));
     // Auth0 picks the OAuth error by `name`, which is the subclass's.
-    assert_eq!(inv.result.unwrap_err().error().status, 500);
+    assert_eq!(inv.result.unwrap_err().error().http_status(), 500);
 }
 
 #[test]
@@ -184,12 +189,12 @@ fn first_callback_wins_d7() {
 fn no_callback_and_rejections_d8() {
     let inv = run(&legacy("var x = 1;"));
     assert_eq!(
-        inv.result.unwrap_err().error().description,
+        inv.result.unwrap_err().error().description(),
         "hook completed without calling back"
     );
     let src = "module.exports = async function (client, scope, audience, context, cb) { throw new Error('async boom'); };";
     assert_eq!(
-        run(src).result.unwrap_err().error().description,
+        run(src).result.unwrap_err().error().description(),
         "async boom"
     );
     // An async hook that calls back after awaiting is fine.
@@ -215,7 +220,7 @@ fn timers_work_and_the_limit_holds_d9() {
     let started = Instant::now();
     let inv = pool.invoke(&call());
     assert_eq!(
-        inv.result.unwrap_err().error().description,
+        inv.result.unwrap_err().error().description(),
         "hook timed out after 200 ms"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -244,11 +249,11 @@ fn runaway_loops_and_recursion_end_with_an_error_and_the_worker_survives() {
         let mut c = call();
         c.body.insert("mode".into(), mode.into());
         let err = pool.invoke(&c).result.unwrap_err();
-        assert_eq!(err.error().status, 500, "{mode}");
+        assert_eq!(err.error().http_status(), 500, "{mode}");
         assert!(
-            err.error().description.starts_with("hook aborted"),
+            err.error().description().starts_with("hook aborted"),
             "{mode}: {}",
-            err.error().description
+            err.error().description()
         );
     }
     assert_eq!(claims_of(&pool.invoke(&call()))["https://x/ok"], true);
@@ -275,10 +280,10 @@ fn unserializable_result_is_a_server_error() {
     let err = inv.result.unwrap_err();
     assert!(
         err.error()
-            .description
+            .description()
             .starts_with("hook result is not serializable"),
         "{}",
-        err.error().description
+        err.error().description()
     );
 }
 
@@ -289,7 +294,7 @@ fn require_fails_naming_the_module_d13() {
         inv.result
             .unwrap_err()
             .error()
-            .description
+            .description()
             .contains("Cannot find module 'request'")
     );
 }
@@ -397,11 +402,19 @@ fn action_deny_codes_d2() {
             "api.access.deny('{code}', 'because'); api.accessToken.setCustomClaim('https://x/a', 1);"
         )));
         let e = inv.result.unwrap_err().into_error();
-        assert_eq!((e.status, e.code), (status, want), "{code}");
+        assert_eq!(
+            (e.http_status(), e.code().as_str()),
+            (status, want),
+            "{code}"
+        );
         if code == "access_denied" {
-            assert!(e.description.contains("not allowed"), "{}", e.description);
+            assert!(
+                e.description().contains("not allowed"),
+                "{}",
+                e.description()
+            );
         } else {
-            assert_eq!(e.description, "because");
+            assert_eq!(e.description(), "because");
         }
     }
 }
@@ -428,7 +441,7 @@ fn action_target_scopes_d6() {
         inv.result
             .unwrap_err()
             .error()
-            .description
+            .description()
             .contains("invalid scope")
     );
     // Through the claim rules the result is intersected with the grant.
@@ -450,13 +463,13 @@ fn action_target_scopes_d6() {
 #[test]
 fn action_errors_and_unsettled_promises() {
     let inv = run(&action("throw new Error('boom');"));
-    assert_eq!(inv.result.unwrap_err().error().description, "boom");
+    assert_eq!(inv.result.unwrap_err().error().description(), "boom");
     let inv = run("exports.onExecuteCredentialsExchange = (event, api) => new Promise(() => {});");
     assert!(
         inv.result
             .unwrap_err()
             .error()
-            .description
+            .description()
             .contains("never settled")
     );
     let inv = run(&action(

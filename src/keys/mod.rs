@@ -2,7 +2,9 @@
 //! once per key set, so the token path never parses a key or builds JSON for the JWKS.
 
 mod generate;
+mod store;
 pub use generate::{generate_pem, write_private_key};
+pub use store::KeyStore;
 
 use crate::config::{KeyRef, KeyState};
 use aws_lc_rs::rand::SystemRandom;
@@ -11,7 +13,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::signature;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,33 +58,6 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .finish_non_exhaustive()
-    }
-}
-
-impl signature::Signer<Vec<u8>> for SigningKey {
-    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
-        match &self.prepared {
-            Prepared::Rsa(kp, enc) => {
-                let mut out = vec![0; kp.public_modulus_len()];
-                kp.sign(*enc, &self.rng, msg, &mut out)
-                    .map_err(signature::Error::from_source)?;
-                Ok(out)
-            }
-            Prepared::Ec(kp) => Ok(kp
-                .sign(&self.rng, msg)
-                .map_err(signature::Error::from_source)?
-                .as_ref()
-                .to_vec()),
-            Prepared::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
-        }
-    }
-}
-
-/// The key plugs into jsonwebtoken's signer interface, so anything built on that
-/// interface (and our tests) can use it as any other signer.
-impl jsonwebtoken::crypto::JwtSigner for SigningKey {
-    fn algorithm(&self) -> Algorithm {
-        self.alg
     }
 }
 
@@ -168,16 +142,26 @@ impl SigningKey {
         !matches!(self.prepared, Prepared::Rsa(..))
     }
 
+    fn raw_sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |e: aws_lc_rs::error::Unspecified| KeyError::Sign(e.to_string());
+        match &self.prepared {
+            Prepared::Rsa(kp, enc) => {
+                let mut out = vec![0; kp.public_modulus_len()];
+                kp.sign(*enc, &self.rng, msg, &mut out).map_err(failed)?;
+                Ok(out)
+            }
+            Prepared::Ec(kp) => Ok(kp.sign(&self.rng, msg).map_err(failed)?.as_ref().to_vec()),
+            Prepared::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
+        }
+    }
+
     /// Signs `header.payload` (both already base64url) and returns the compact JWS.
     pub fn sign_compact(&self, header_b64: &str, payload_b64: &str) -> Result<String, KeyError> {
-        use signature::Signer;
         let mut token = String::with_capacity(header_b64.len() + payload_b64.len() + 400);
         token.push_str(header_b64);
         token.push('.');
         token.push_str(payload_b64);
-        let sig = self
-            .try_sign(token.as_bytes())
-            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        let sig = self.raw_sign(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut token);
         Ok(token)

@@ -1,95 +1,8 @@
-//! Capped bodies on the token route: the request's parameters and the IdP's answer,
-//! decompressed when the IdP used gzip or deflate.
+//! The token request's parameters, read exactly as the IdP would read them or refused.
 
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use crate::exchange::TokenRequest;
+use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
-use std::io::Read;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum BodyError {
-    #[error("body is over {0} bytes")]
-    TooLarge(usize),
-    #[error("cannot decode {encoding} body: {detail}")]
-    Encoding { encoding: String, detail: String },
-}
-
-/// The body with any `Content-Encoding` undone, at most `max` bytes after decoding
-/// (a gzip bomb stops at the cap).
-pub fn decode_content(
-    header: &ResponseHeader,
-    body: Bytes,
-    max: usize,
-) -> Result<Bytes, BodyError> {
-    let encoding = header
-        .headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let reader: Box<dyn Read> = match encoding.as_str() {
-        "" | "identity" => return Ok(body),
-        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
-        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
-        other => {
-            return Err(BodyError::Encoding {
-                encoding: other.to_owned(),
-                detail: "unsupported content encoding".into(),
-            });
-        }
-    };
-    let mut out = Vec::new();
-    reader
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Encoding {
-            encoding: encoding.clone(),
-            detail: e.to_string(),
-        })?;
-    if out.len() > max {
-        return Err(BodyError::TooLarge(max));
-    }
-    Ok(Bytes::from(out))
-}
-
-/// The `Accept-Encoding` the sidecar forwards: the client's, limited to the codings it
-/// can decode itself, since it must read the IdP's answer to rewrite it.
-pub fn decodable_accept_encoding(value: &str) -> Option<String> {
-    let kept: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|c| {
-            let name = c
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            matches!(name.as_str(), "gzip" | "x-gzip" | "deflate" | "identity")
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join(", "))
-}
-
-/// What the token route needs from a token request.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct TokenRequest {
-    pub grant_type: Option<String>,
-    pub client_id: Option<String>,
-    /// The requested scopes (`scope` parameter), if any.
-    pub scope: Option<Vec<String>>,
-    /// Every parameter except credentials, for the hook's `context.body`.
-    pub params: Map<String, Value>,
-}
-
-/// Parameters the hook never sees (Auth0 strips these since 2025-09).
-const SECRET_PARAMS: &[&str] = &[
-    "client_secret",
-    "client_assertion",
-    "refresh_token",
-    "auth_session",
-    "authn_response",
-];
 
 /// Parses a form-urlencoded or JSON token request. A request the sidecar cannot read
 /// exactly as the IdP would is refused rather than passed through, since passing it
@@ -127,19 +40,7 @@ pub fn parse_token_request(req: &RequestHeader, body: &[u8]) -> Result<TokenRequ
         }
         _ => return Err("unsupported content type for the token endpoint"),
     }
-    let text = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
-    let grant_type = text("grant_type");
-    let client_id = basic_client_id(req).or_else(|| text("client_id"));
-    let scope = text("scope").map(|s| s.split_whitespace().map(str::to_owned).collect());
-    for k in SECRET_PARAMS {
-        params.remove(*k);
-    }
-    Ok(TokenRequest {
-        grant_type,
-        client_id,
-        scope,
-        params,
-    })
+    Ok(TokenRequest::from_params(params, basic_client_id(req)))
 }
 
 /// The client id from `Authorization: Basic`, form-decoded as RFC 6749 §2.3.1 requires.
@@ -164,7 +65,6 @@ fn basic_client_id(req: &RequestHeader) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     fn req(ct: &str, auth: Option<&str>) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/oauth/token", None).unwrap();
@@ -223,27 +123,5 @@ mod tests {
         assert!(parse_token_request(&gz, b"x").is_err());
         let ok = req("Application/X-WWW-Form-Urlencoded; charset=UTF-8", None);
         assert!(parse_token_request(&ok, b"grant_type=client_credentials").is_ok());
-    }
-
-    #[test]
-    fn gzip_is_decoded_and_capped() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&[b'a'; 10_000]).unwrap();
-        let gz = Bytes::from(enc.finish().unwrap());
-        let mut h = ResponseHeader::build(200, None).unwrap();
-        h.insert_header("Content-Encoding", "gzip").unwrap();
-        assert_eq!(
-            decode_content(&h, gz.clone(), 20_000).unwrap().len(),
-            10_000
-        );
-        assert_eq!(
-            decode_content(&h, gz, 9_999),
-            Err(BodyError::TooLarge(9_999))
-        );
-        h.insert_header("Content-Encoding", "br").unwrap();
-        assert!(matches!(
-            decode_content(&h, Bytes::from_static(b"x"), 10),
-            Err(BodyError::Encoding { .. })
-        ));
     }
 }

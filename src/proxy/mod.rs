@@ -14,7 +14,8 @@ pub mod body;
 mod token_route;
 
 use crate::app::App;
-use crate::metrics::Route;
+use crate::error::OAuthError;
+use crate::metrics::{Outcome, Route};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -30,7 +31,7 @@ pub struct TokenProxy {
 /// Per-request state.
 pub struct Ctx {
     route: Route,
-    outcome: &'static str,
+    outcome: Outcome,
     start: Instant,
     client_id: Option<String>,
     status: u16,
@@ -45,7 +46,7 @@ impl ProxyHttp for TokenProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             route: Route::Passthrough,
-            outcome: "ok",
+            outcome: Outcome::Ok,
             start: Instant::now(),
             client_id: None,
             status: 0,
@@ -60,10 +61,13 @@ impl ProxyHttp for TokenProxy {
         let cfg = &self.app.config;
         let (method, path) = {
             let req = session.req_header();
-            (req.method.clone(), normalize_path(req.uri.path()))
+            (
+                req.method.clone(),
+                crate::routes::normalize_path(req.uri.path()),
+            )
         };
         let get = method == http::Method::GET || method == http::Method::HEAD;
-        if get && path == self.app.routes.jwks {
+        if get && path == self.app.config.routes.jwks {
             ctx.route = Route::Jwks;
             let body = self.app.keys().jwks();
             let max_age = format!("public, max-age={}", cfg.server.jwks_max_age.as_secs());
@@ -82,12 +86,12 @@ impl ProxyHttp for TokenProxy {
             .await?;
             return Ok(true);
         }
-        if get && path == self.app.routes.discovery {
+        if get && path == self.app.config.routes.discovery {
             ctx.route = Route::Discovery;
             token_route::discovery(&self.app, session, ctx).await?;
             return Ok(true);
         }
-        if method == http::Method::POST && path == self.app.routes.token {
+        if method == http::Method::POST && path == self.app.config.routes.token {
             ctx.route = Route::Token;
             token_route::handle(&self.app, session, ctx).await?;
             return Ok(true);
@@ -142,12 +146,8 @@ impl ProxyHttp for TokenProxy {
         Ctx: Send + Sync,
     {
         let err = match e.etype() {
-            ErrorType::HTTPStatus(413) => {
-                crate::error::OAuthError::new(413, "invalid_request", "request body too large")
-            }
-            ErrorType::HTTPStatus(c) if *c < 500 => {
-                crate::error::OAuthError::new(*c, "invalid_request", "bad request")
-            }
+            ErrorType::HTTPStatus(413) => OAuthError::too_large("request body too large"),
+            ErrorType::HTTPStatus(c) if *c < 500 => OAuthError::invalid_request("bad request"),
             // The client went away or broke the connection: nobody to answer.
             ErrorType::ReadError
             | ErrorType::WriteError
@@ -156,7 +156,7 @@ impl ProxyHttp for TokenProxy {
             | ErrorType::WriteTimedout
                 if e.esource() == &ErrorSource::Downstream =>
             {
-                ctx.outcome = "error";
+                ctx.outcome = Outcome::Error;
                 return FailToProxy {
                     error_code: 0,
                     can_reuse_downstream: false,
@@ -164,28 +164,22 @@ impl ProxyHttp for TokenProxy {
             }
             _ => match e.esource() {
                 ErrorSource::Upstream => {
-                    crate::error::OAuthError::bad_gateway("the identity provider is unavailable")
+                    OAuthError::bad_gateway("the identity provider is unavailable")
                 }
-                ErrorSource::Downstream => {
-                    crate::error::OAuthError::new(400, "invalid_request", "malformed request")
-                }
-                _ => crate::error::OAuthError::server_error("internal error"),
+                ErrorSource::Downstream => OAuthError::invalid_request("malformed request"),
+                _ => OAuthError::server_error("internal error"),
             },
         };
-        ctx.outcome = "error";
-        ctx.status = err.status;
-        let body = err.body();
-        if let Ok(mut resp) = ResponseHeader::build(err.status, Some(3)) {
-            let _ = resp.insert_header("Content-Type", "application/json");
-            let _ = resp.insert_header("Cache-Control", "no-store");
-            let _ = resp.set_content_length(body.len());
+        ctx.outcome = Outcome::Error;
+        ctx.status = err.http_status();
+        if let Ok((resp, body)) = error_response(&err, &ctx.request_id) {
             let _ = session
                 .as_downstream_mut()
                 .write_error_response(resp, body)
                 .await;
         }
         FailToProxy {
-            error_code: err.status,
+            error_code: err.http_status(),
             can_reuse_downstream: false,
         }
     }
@@ -195,11 +189,11 @@ impl ProxyHttp for TokenProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
-        if e.is_some() && ctx.outcome == "ok" {
-            ctx.outcome = "error";
+        if e.is_some() && ctx.outcome == Outcome::Ok {
+            ctx.outcome = Outcome::Error;
         }
         let elapsed = ctx.start.elapsed();
-        self.app.requests_handle(ctx.route, ctx.outcome).inc();
+        self.app.metrics.requests.get(ctx.route, ctx.outcome).inc();
         if ctx.route == Route::Token {
             self.app.metrics.stages.total.observe(elapsed.as_secs_f64());
         }
@@ -208,7 +202,7 @@ impl ProxyHttp for TokenProxy {
             request_id = %ctx.request_id,
             route = ctx.route.as_str(),
             client_id = ctx.client_id.as_deref().unwrap_or(""),
-            outcome = ctx.outcome,
+            outcome = ctx.outcome.label(),
             status,
             total_us = elapsed.as_micros() as u64,
             upstream_us = s.upstream,
@@ -232,47 +226,6 @@ impl ProxyHttp for TokenProxy {
         let req = session.req_header();
         format!("{} {}", req.method, req.uri.path())
     }
-}
-
-/// The form in which paths are compared: percent-decoded, lowercase, without trailing
-/// slashes. Many IdPs route `/oauth/token/` or `/OAuth/Token` to the token endpoint; an
-/// exact match would let such a request skip the hook.
-pub fn normalize_path(path: &str) -> String {
-    let decoded: Vec<u8> = percent_decode(path.as_bytes());
-    let mut p = String::from_utf8_lossy(&decoded).to_ascii_lowercase();
-    while p.len() > 1 && p.ends_with('/') {
-        p.pop();
-    }
-    while p.contains("//") {
-        p = p.replace("//", "/");
-    }
-    p
-}
-
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-/// The three intercepted paths, normalized once at startup.
-pub struct Routes {
-    pub token: String,
-    pub jwks: String,
-    pub discovery: String,
 }
 
 fn request_id(session: &Session) -> String {
@@ -328,19 +281,26 @@ pub(crate) async fn write_response(
     Ok(())
 }
 
+/// The one place an error response is made: OAuth JSON, `Cache-Control: no-store`,
+/// `Retry-After` when the error has one, and always the request's `X-Request-Id`.
+fn error_response(err: &OAuthError, request_id: &str) -> Result<(ResponseHeader, Bytes)> {
+    let body = err.body();
+    let mut resp = ResponseHeader::build(err.http_status(), Some(5))?;
+    resp.insert_header("Content-Type", "application/json")?;
+    resp.insert_header("Cache-Control", "no-store")?;
+    if let Some(s) = err.retry_after() {
+        resp.insert_header("Retry-After", s.to_string())?;
+    }
+    resp.insert_header("X-Request-Id", request_id)?;
+    resp.set_content_length(body.len())?;
+    Ok((resp, body))
+}
+
 pub(crate) async fn respond_error(
     session: &mut Session,
     ctx: &mut Ctx,
-    err: &crate::error::OAuthError,
+    err: &OAuthError,
 ) -> Result<()> {
-    let retry;
-    let mut headers = vec![
-        ("Content-Type", "application/json"),
-        ("Cache-Control", "no-store"),
-    ];
-    if let Some(s) = err.retry_after {
-        retry = s.to_string();
-        headers.push(("Retry-After", retry.as_str()));
-    }
-    respond(session, ctx, err.status, &headers, err.body(), false).await
+    let (resp, body) = error_response(err, &ctx.request_id)?;
+    write_response(session, ctx, resp, body, false).await
 }

@@ -1,14 +1,14 @@
-//! The token route: forward to the IdP, verify, run the hook, re-sign, answer. Also the
-//! discovery document, which needs the same upstream call and a rewrite.
+//! The token route's I/O: read and parse the request, call the IdP, verify its token,
+//! hand it to the exchange core (`crate::exchange`), sign, answer. Also the discovery
+//! document, which needs the same upstream call and a rewrite.
 
-use super::body::{TokenRequest, decode_content, parse_token_request};
+use super::body::parse_token_request;
 use super::{Ctx, respond_error, write_response};
 use crate::app::App;
 use crate::error::OAuthError;
-use crate::hooks::{HookCall, HookFailure};
-use crate::metrics::Stage;
-use crate::token::claims;
-use crate::upstream::UpstreamResponse;
+use crate::exchange::{Peer, Refused, TokenRequest};
+use crate::metrics::{Outcome, Stage};
+use crate::upstream::{UpstreamResponse, decode_content};
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -44,13 +44,7 @@ fn timed(app: &App, stage: Stage, since: Instant) -> u64 {
 
 /// Reads the request body up to `max` bytes.
 async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Bytes, OAuthError> {
-    let too_large = || {
-        OAuthError::new(
-            413,
-            "invalid_request",
-            format!("request body is over {max} bytes"),
-        )
-    };
+    let too_large = || OAuthError::too_large(format!("request body is over {max} bytes"));
     let declared = session
         .req_header()
         .headers
@@ -80,11 +74,7 @@ async fn read_body(session: &mut Session, max: usize) -> std::result::Result<Byt
             }
             Ok(None) => return Ok(buf.freeze()),
             Err(_) => {
-                return Err(OAuthError::new(
-                    400,
-                    "invalid_request",
-                    "cannot read the request body",
-                ));
+                return Err(OAuthError::invalid_request("cannot read the request body"));
             }
         }
     }
@@ -113,7 +103,7 @@ fn upstream_request(
         .headers
         .get("accept-encoding")
         .and_then(|v| v.to_str().ok())
-        .map(super::body::decodable_accept_encoding);
+        .map(crate::upstream::decodable_accept_encoding);
     if let Some(accept) = accept {
         up.remove_header("accept-encoding");
         if let Some(a) = accept {
@@ -161,19 +151,12 @@ fn own_header(upstream: &ResponseHeader, extra: &[&str]) -> ResponseHeader {
     h
 }
 
+/// What the client gets when the IdP exchange itself failed; the cause is logged.
 fn upstream_failure(e: &crate::upstream::UpstreamError) -> OAuthError {
     use crate::upstream::UpstreamError::*;
     match e {
-        Connect { .. } => OAuthError::new(
-            502,
-            "temporarily_unavailable",
-            "the identity provider is unreachable",
-        ),
-        Timeout(_) => OAuthError::new(
-            504,
-            "temporarily_unavailable",
-            "the identity provider did not answer in time",
-        ),
+        Connect { .. } => OAuthError::upstream_unreachable("the identity provider is unreachable"),
+        Timeout(_) => OAuthError::upstream_timeout("the identity provider did not answer in time"),
         TooLarge(n) => OAuthError::bad_gateway(format!(
             "the identity provider's response is over {n} bytes"
         )),
@@ -181,236 +164,208 @@ fn upstream_failure(e: &crate::upstream::UpstreamError) -> OAuthError {
     }
 }
 
-pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-    let max = app.config.upstream.max_body_bytes;
-    let body = match read_body(session, max).await {
-        Ok(b) => b,
-        Err(e) => {
-            ctx.outcome = "rejected";
-            return respond_error(session, ctx, &e).await;
-        }
-    };
-    let token_req = match parse_token_request(session.req_header(), &body) {
-        Ok(t) => t,
-        Err(why) => {
-            ctx.outcome = "rejected";
-            let err = OAuthError::new(400, "invalid_request", why);
-            return respond_error(session, ctx, &err).await;
-        }
-    };
-    ctx.client_id = token_req.client_id.clone();
-    let up_req = upstream_request(
-        session.req_header(),
-        body.len(),
-        &ctx.request_id,
-        &app.config.upstream.authority,
-    )?;
+/// A complete answer for the client: a re-signed token, or the IdP's answer relayed.
+struct Reply {
+    outcome: Outcome,
+    header: ResponseHeader,
+    body: Bytes,
+}
 
+/// Header building fails only on values pingora cannot encode, none of which come from
+/// the client here; still an error response, never a panic.
+fn internal(e: &pingora::Error) -> Refused {
+    tracing::error!(error = %e.etype().as_str(), "cannot build the response");
+    Refused::new(Outcome::Error, OAuthError::server_error("internal error"))
+}
+
+pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    match exchange(app, session, ctx).await {
+        Ok(reply) => {
+            ctx.outcome = reply.outcome;
+            write_response(session, ctx, reply.header, reply.body, false).await
+        }
+        Err(refused) => {
+            ctx.outcome = refused.outcome;
+            respond_error(session, ctx, &refused.error).await
+        }
+    }
+}
+
+/// The token route top to bottom: read, parse, call the IdP, verify, exchange, sign.
+async fn exchange(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<Reply, Refused> {
+    let max = app.config.upstream.max_body_bytes;
+    let body = read_body(session, max)
+        .await
+        .map_err(|e| Refused::new(Outcome::Rejected, e))?;
+    let req = parse_token_request(session.req_header(), &body)
+        .map_err(|why| Refused::new(Outcome::Rejected, OAuthError::invalid_request(why)))?;
+    ctx.client_id = req.client_id.clone();
+
+    let resp = call_idp(app, session.req_header(), &body, &req, ctx).await?;
+    if !req.is_client_credentials() {
+        return relay(&resp, Outcome::Passthrough, ctx);
+    }
+    if resp.header.status != 200 {
+        return relay(&resp, Outcome::UpstreamDenied, ctx);
+    }
+    let (mut doc, upstream_token) = match token_response(&resp, max, ctx)? {
+        TokenResponse::Jwt(doc, token) => (doc, token),
+        TokenResponse::NotOurs(why) => {
+            tracing::debug!(request_id = %ctx.request_id, why, "token response passed through unchanged");
+            return relay(&resp, Outcome::Passthrough, ctx);
+        }
+    };
+    let (claims, typ) = verify(app, &upstream_token, ctx).await?;
+
+    let t = Instant::now();
+    let peer = peer(session);
+    let exchanged = app
+        .exchange()
+        .run(claims, &req, &peer, &ctx.request_id)
+        .await;
+    ctx.stages.hook = timed(app, Stage::Hook, t);
+    let mut exchanged = exchanged?;
+
+    let token = sign(app, typ, std::mem::take(&mut exchanged.payload), ctx).await?;
+    doc.insert("access_token".into(), Value::String(token));
+    exchanged.rewrite_response_scope(&mut doc);
+    // Into a Vec directly: `Display` would go through the formatting machinery.
+    let body = Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
+    let mut header = own_header(&resp.header, &["content-encoding", "content-length"]);
+    header
+        .insert_header("Cache-Control", "no-store")
+        .map_err(|e| internal(&e))?;
+    header
+        .set_content_length(body.len())
+        .map_err(|e| internal(&e))?;
+    header
+        .insert_header("X-Request-Id", ctx.request_id.as_str())
+        .map_err(|e| internal(&e))?;
+    Ok(Reply {
+        outcome: Outcome::Ok,
+        header,
+        body,
+    })
+}
+
+/// The client's request, sent on to the IdP.
+async fn call_idp(
+    app: &App,
+    client_req: &RequestHeader,
+    body: &Bytes,
+    req: &TokenRequest,
+    ctx: &mut Ctx,
+) -> Result<UpstreamResponse, Refused> {
+    let up = &app.config.upstream;
+    let up_req = upstream_request(client_req, body.len(), &ctx.request_id, &up.authority)
+        .map_err(|e| internal(&e))?;
     // Issuing another client_credentials token is harmless; other grants (codes,
     // rotating refresh tokens) are not resent once the IdP may have seen them.
-    let replayable = token_req.grant_type.as_deref() == Some("client_credentials");
+    let replayable = req.is_client_credentials();
     let t = Instant::now();
-    let resp = app.upstream.send(&up_req, &body, max, replayable).await;
+    let resp = app
+        .upstream
+        .send(&up_req, body, up.max_body_bytes, replayable)
+        .await;
     ctx.stages.upstream = timed(app, Stage::Upstream, t);
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "token request to the IdP failed");
-            ctx.outcome = "upstream_error";
-            return respond_error(session, ctx, &upstream_failure(&e)).await;
-        }
-    };
-
-    let is_cc = token_req.grant_type.as_deref() == Some("client_credentials");
-    if !is_cc || resp.header.status != 200 {
-        ctx.outcome = if is_cc {
-            "upstream_denied"
-        } else {
-            "passthrough"
-        };
-        let h = relay_header(&resp, &ctx.request_id)?;
-        return write_response(session, ctx, h, resp.body, false).await;
-    }
-    match enrich(app, &token_req, session, &resp, ctx).await {
-        Enriched::Token(header, body) => {
-            ctx.outcome = "ok";
-            write_response(session, ctx, header, body, false).await
-        }
-        Enriched::Relay(why) => {
-            tracing::debug!(request_id = %ctx.request_id, why, "token response passed through unchanged");
-            ctx.outcome = "passthrough";
-            let h = relay_header(&resp, &ctx.request_id)?;
-            write_response(session, ctx, h, resp.body.clone(), false).await
-        }
-        Enriched::Error(outcome, err) => {
-            ctx.outcome = outcome;
-            respond_error(session, ctx, &err).await
-        }
-    }
+    resp.map_err(|e| {
+        tracing::warn!(request_id = %ctx.request_id, error = %e, "token request to the IdP failed");
+        Refused::new(Outcome::UpstreamError, upstream_failure(&e))
+    })
 }
 
-enum Enriched {
-    Token(ResponseHeader, Bytes),
+fn relay(resp: &UpstreamResponse, outcome: Outcome, ctx: &Ctx) -> Result<Reply, Refused> {
+    Ok(Reply {
+        outcome,
+        header: relay_header(resp, &ctx.request_id).map_err(|e| internal(&e))?,
+        body: resp.body.clone(),
+    })
+}
+
+enum TokenResponse {
+    /// The response document and its JWT access token.
+    Jwt(Map<String, Value>, String),
     /// Not ours to change (opaque token, not JSON…): relay the IdP's bytes.
-    Relay(&'static str),
-    Error(&'static str, OAuthError),
+    NotOurs(&'static str),
 }
 
-async fn enrich(
-    app: &App,
-    token_req: &TokenRequest,
-    session: &Session,
+/// The IdP's successful token response, decoded.
+fn token_response(
     resp: &UpstreamResponse,
-    ctx: &mut Ctx,
-) -> Enriched {
-    let max = app.config.upstream.max_body_bytes;
-    let decoded = match decode_content(&resp.header, resp.body.clone(), max) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(request_id = %ctx.request_id, error = %e, "cannot decode the IdP's token response");
-            return Enriched::Error(
-                "upstream_error",
-                OAuthError::bad_gateway("the identity provider's response could not be decoded"),
-            );
-        }
+    max: usize,
+    ctx: &Ctx,
+) -> Result<TokenResponse, Refused> {
+    let decoded = decode_content(&resp.header, resp.body.clone(), max).map_err(|e| {
+        tracing::warn!(request_id = %ctx.request_id, error = %e, "cannot decode the IdP's token response");
+        Refused::new(
+            Outcome::UpstreamError,
+            OAuthError::bad_gateway("the identity provider's response could not be decoded"),
+        )
+    })?;
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&decoded) else {
+        return Ok(TokenResponse::NotOurs("response is not a JSON object"));
     };
-    let Ok(Value::Object(mut doc)) = serde_json::from_slice::<Value>(&decoded) else {
-        return Enriched::Relay("response is not a JSON object");
-    };
-    let Some(upstream_token) = doc
+    let Some(token) = doc
         .get("access_token")
         .and_then(Value::as_str)
         .map(str::to_owned)
     else {
-        return Enriched::Relay("no access_token");
+        return Ok(TokenResponse::NotOurs("no access_token"));
     };
-    if !crate::token::looks_like_jwt(&upstream_token) {
-        return Enriched::Relay("opaque access token");
+    if !crate::token::looks_like_jwt(&token) {
+        return Ok(TokenResponse::NotOurs("opaque access token"));
     }
+    Ok(TokenResponse::Jwt(doc, token))
+}
 
+/// The IdP's token against its JWKS: its claims and header `typ`, or never re-signed.
+async fn verify(
+    app: &App,
+    token: &str,
+    ctx: &mut Ctx,
+) -> Result<(Map<String, Value>, Option<String>), Refused> {
     let t = Instant::now();
     let verified = app
         .verifier
-        .verify_typed(&upstream_token, crate::app::now_secs())
+        .verify_typed(token, crate::app::now_secs())
         .await;
     ctx.stages.verify = timed(app, Stage::Verify, t);
-    let (payload, typ) = match verified {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(request_id = %ctx.request_id, reason = %e, "the IdP's token failed verification; not re-signed");
-            return Enriched::Error(
-                "invalid_upstream_token",
-                OAuthError::bad_gateway(
-                    "the identity provider issued a token that failed verification",
-                ),
-            );
-        }
-    };
+    verified.map_err(|e| {
+        tracing::warn!(request_id = %ctx.request_id, reason = %e, "the IdP's token failed verification; not re-signed");
+        Refused::new(
+            Outcome::InvalidUpstreamToken,
+            OAuthError::bad_gateway("the identity provider issued a token that failed verification"),
+        )
+    })
+}
 
-    let t = Instant::now();
-    let applied = run_hook(app, token_req, session, payload, ctx).await;
-    ctx.stages.hook = timed(app, Stage::Hook, t);
-    let mut applied = match applied {
-        Ok(a) => a,
-        Err((outcome, e)) => return Enriched::Error(outcome, e),
-    };
-    let upstream_iss = applied
-        .payload
-        .get("iss")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if let Some(iss) = app.config.issuer_for(upstream_iss.as_deref()) {
-        applied
-            .payload
-            .insert("iss".into(), Value::String(iss.to_owned()));
-    }
-
+/// Signs with the active key. An RSA signature (~250 µs) goes to the blocking pool, off
+/// pingora's I/O threads. ES256 and EdDSA (10-20 µs, less than the JSON work around
+/// them) are signed in place: the hop to another thread would cost as much.
+async fn sign(
+    app: &App,
+    typ: Option<String>,
+    payload: Map<String, Value>,
+    ctx: &mut Ctx,
+) -> Result<String, Refused> {
     let t = Instant::now();
     let key = app.keys().active().clone();
-    let payload = applied.payload;
-    // An RSA signature (~250 µs) goes to the blocking pool, off pingora's I/O threads.
-    // ES256 and EdDSA (10-20 µs, less than the JSON work around them) are signed in
-    // place: the hop to another thread would cost as much as the signature.
     let signed = if key.is_cheap_to_sign() {
-        Ok(crate::token::sign(&key, typ.as_deref(), &payload))
+        crate::token::sign(&key, typ.as_deref(), &payload)
     } else {
         tokio::task::spawn_blocking(move || crate::token::sign(&key, typ.as_deref(), &payload))
             .await
+            .unwrap_or_else(|e| Err(crate::keys::KeyError::Sign(e.to_string())))
     };
     ctx.stages.sign = timed(app, Stage::Sign, t);
-    let token = match signed {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "signing failed");
-            return Enriched::Error("error", OAuthError::server_error("signing failed"));
-        }
-        Err(_) => return Enriched::Error("error", OAuthError::server_error("signing failed")),
-    };
-
-    doc.insert("access_token".into(), Value::String(token));
-    if doc.contains_key("scope") || applied.scope_changed {
-        if applied.scopes.is_empty() {
-            doc.remove("scope");
-        } else {
-            doc.insert("scope".into(), Value::String(applied.scopes.join(" ")));
-        }
-    }
-    // Into a Vec directly: `Display` would go through the formatting machinery.
-    let body = Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
-    let mut header = own_header(&resp.header, &["content-encoding", "content-length"]);
-    let built = (|| -> Result<()> {
-        header.insert_header("Cache-Control", "no-store")?;
-        header.set_content_length(body.len())?;
-        header.insert_header("X-Request-Id", ctx.request_id.as_str())?;
-        Ok(())
-    })();
-    if built.is_err() {
-        return Enriched::Error(
-            "error",
-            OAuthError::server_error("cannot build the response"),
-        );
-    }
-    Enriched::Token(header, body)
+    signed.map_err(|e| {
+        tracing::error!(request_id = %ctx.request_id, error = %e, "signing failed");
+        Refused::new(Outcome::Error, OAuthError::server_error("signing failed"))
+    })
 }
 
-async fn run_hook(
-    app: &App,
-    token_req: &TokenRequest,
-    session: &Session,
-    payload: Map<String, Value>,
-    ctx: &Ctx,
-) -> std::result::Result<claims::Applied, (&'static str, OAuthError)> {
-    let scopes = claims::token_scopes(&payload);
-    let audience = match payload.get("aud") {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    };
-    // Who the client is comes from the verified token, not from request parameters a
-    // client could set freely; the request's value is only a fallback.
-    let from_token = ["client_id", "azp"]
-        .iter()
-        .find_map(|k| payload.get(*k).and_then(Value::as_str).map(str::to_owned))
-        .or_else(|| {
-            payload
-                .get("sub")
-                .and_then(Value::as_str)
-                .map(|s| s.strip_suffix("@clients").unwrap_or(s).to_owned())
-        });
-    let client_id = match (from_token, &token_req.client_id) {
-        (Some(t), Some(r)) if &t != r => {
-            tracing::warn!(request_id = %ctx.request_id, token_client = %t, request_client = %r,
-                "client id in the request differs from the token's; using the token's");
-            t
-        }
-        (Some(t), _) => t,
-        (None, r) => r.clone().unwrap_or_default(),
-    };
-    let Some(hooks) = app.hooks() else {
-        // No enabled hook: the token is re-signed as the IdP issued it.
-        return claims::apply(payload, claims::HookEffect::default(), app.claim_policy())
-            .map_err(|e| ("error", OAuthError::server_error(e.to_string())));
-    };
+/// What the exchange knows of the HTTP request besides its parameters.
+fn peer(session: &Session) -> Peer {
     let req = session.req_header();
     let header = |n: &str| {
         req.headers
@@ -418,12 +373,7 @@ async fn run_hook(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let call = HookCall {
-        client: app.client_for(&client_id),
-        scope: scopes,
-        audience,
-        requested_scope: token_req.scope.clone(),
-        body: token_req.params.clone(),
+    Peer {
         ip: session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -431,37 +381,7 @@ async fn run_hook(
         user_agent: header("user-agent"),
         hostname: header("host"),
         language: header("accept-language"),
-        method: req.method.as_str().to_owned(),
-        request_id: ctx.request_id.clone(),
-    };
-    let outcome = hooks.run(call).await;
-    let name = hooks.name();
-    let effect = match outcome {
-        Ok(e) => e,
-        Err(f) => {
-            let label = f.label();
-            hooks.count(label);
-            tracing::warn!(request_id = %ctx.request_id, hook = name, outcome = label, error = %f.error().description, "hook failed");
-            return Err((f.outcome(), f.into_error()));
-        }
-    };
-    match claims::apply(payload, effect, app.claim_policy()) {
-        Ok(applied) => {
-            hooks.count("ok");
-            if !applied.ignored.is_empty() {
-                app.metrics
-                    .hook_ignored_claims
-                    .inc_by(applied.ignored.len() as u64);
-                for i in &applied.ignored {
-                    tracing::info!(request_id = %ctx.request_id, hook = name, claim = %i.claim, reason = i.reason, "hook claim ignored");
-                }
-            }
-            Ok(applied)
-        }
-        Err(e) => {
-            hooks.count("error");
-            Err(("hook_error", OAuthError::server_error(e.to_string())))
-        }
+        method: Some(req.method.as_str().to_owned()),
     }
 }
 
@@ -475,7 +395,7 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
     let resp = match app.upstream.send(&req, &Bytes::new(), max, true).await {
         Ok(r) => r,
         Err(e) => {
-            ctx.outcome = "upstream_error";
+            ctx.outcome = Outcome::UpstreamError;
             return respond_error(session, ctx, &upstream_failure(&e)).await;
         }
     };
@@ -484,7 +404,7 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
         .flatten()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let Some(Value::Object(mut doc)) = doc else {
-        ctx.outcome = "passthrough";
+        ctx.outcome = Outcome::Passthrough;
         let h = relay_header(&resp, &ctx.request_id)?;
         return write_response(session, ctx, h, resp.body, false).await;
     };
@@ -505,18 +425,7 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
     let mut h = own_header(&resp.header, &["content-encoding", "content-length"]);
     h.set_content_length(body.len())?;
     h.insert_header("X-Request-Id", ctx.request_id.as_str())?;
-    ctx.outcome = "ok";
+    ctx.outcome = Outcome::Ok;
     let head = session.req_header().method == http::Method::HEAD;
     write_response(session, ctx, h, body, head).await
-}
-
-impl HookFailure {
-    fn outcome(&self) -> &'static str {
-        match self {
-            HookFailure::Denied(_) => "denied",
-            HookFailure::Timeout(_) => "hook_timeout",
-            HookFailure::Rejected(_) => "hook_rejected",
-            HookFailure::Error(_) => "hook_error",
-        }
-    }
 }

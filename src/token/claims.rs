@@ -1,5 +1,5 @@
 //! How a hook's result becomes the new token payload: Auth0's namespacing and scope
-//! rules plus the product decisions D3–D5, D10, D12 (see README "Hook API").
+//! rules plus the product decisions D3–D5, D10, D12 (docs/decisions.md).
 
 use serde_json::{Map, Value};
 

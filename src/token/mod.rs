@@ -3,6 +3,9 @@
 pub mod claims;
 pub mod verify;
 
+#[cfg(test)]
+mod props;
+
 use crate::keys::{KeyError, SigningKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

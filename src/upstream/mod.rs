@@ -1,6 +1,9 @@
 //! The sidecar's own calls to the IdP (token route, JWKS, discovery) through pingora's
 //! connector, so they share its connection pool logic and keep-alive.
 
+mod encoding;
+pub use encoding::{decodable_accept_encoding, decode_content};
+
 use bytes::{Bytes, BytesMut};
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -20,16 +23,6 @@ pub enum UpstreamError {
     Io(String),
     #[error("the IdP's response body is over {0} bytes")]
     TooLarge(usize),
-}
-
-impl UpstreamError {
-    /// Errors where the IdP never produced an answer, as opposed to a broken one.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Connect { .. } | UpstreamError::Timeout(_)
-        )
-    }
 }
 
 /// A complete upstream response: header as received, body de-framed.
@@ -228,8 +221,7 @@ impl crate::token::verify::JwksSource for JwksFetcher {
                 resp.header.status.as_u16()
             ));
         }
-        crate::proxy::body::decode_content(&resp.header, resp.body, self.max_body)
-            .map_err(|e| e.to_string())
+        decode_content(&resp.header, resp.body, self.max_body).map_err(|e| e.to_string())
     }
 }
 

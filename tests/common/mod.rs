@@ -14,6 +14,25 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tokenhook");
 
+/// A client of the test IdP (`tests/idp/server.mjs`).
+#[derive(Debug, Clone, Copy)]
+pub struct TestClient {
+    pub id: &'static str,
+    pub secret: &'static str,
+}
+
+/// Authenticates with `client_secret_basic`; registered in the sidecar's test config
+/// (`[clients."svc-basic"]`, name "Billing sync", tenant "acme").
+pub const BASIC: TestClient = TestClient {
+    id: "svc-basic",
+    secret: "svc-basic-secret-123",
+};
+/// Authenticates with `client_secret_post`; not in the sidecar's client registry.
+pub const POST: TestClient = TestClient {
+    id: "svc-post",
+    secret: "svc-post-secret-456",
+};
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -95,6 +114,8 @@ pub struct SidecarOpts {
     pub extra_config: String,
     pub algorithm: Algorithm,
     pub env: Vec<(String, String)>,
+    /// `RUST_LOG` for the sidecar. Defaults to `info`.
+    pub log_level: Option<String>,
     /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
     pub prepare: Option<fn(&Path)>,
     /// Replaces the `[signing]` keys lines; `setup` writes the files it names.
@@ -116,6 +137,7 @@ impl SidecarOpts {
             extra_config: String::new(),
             algorithm: Algorithm::RS256,
             env: Vec::new(),
+            log_level: None,
             prepare: None,
             signing: None,
         }
@@ -126,38 +148,46 @@ impl SidecarOpts {
         self.enabled = Some(name.to_owned());
         self
     }
+
+    /// An environment variable for the sidecar (e.g. a `TOKENHOOK_*` override).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// TOML appended to the generated config.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self
+    }
+
+    pub fn algorithm(mut self, alg: Algorithm) -> Self {
+        self.algorithm = alg;
+        self
+    }
+
+    /// Lays out the hooks folder itself (e.g. Kubernetes-style symlinks).
+    pub fn layout(mut self, prepare: fn(&Path)) -> Self {
+        self.prepare = Some(prepare);
+        self
+    }
+
+    /// The `[signing]` keys lines, and what writes the files they name.
+    pub fn signing(mut self, toml: &str, setup: Setup) -> Self {
+        self.signing = Some((toml.to_owned(), setup));
+        self
+    }
+
+    /// `RUST_LOG` for the sidecar (default `info`).
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = Some(level.to_owned());
+        self
+    }
 }
 
-impl Sidecar {
-    pub fn start(opts: SidecarOpts) -> Sidecar {
-        let dir = tempfile::tempdir().unwrap();
-        let hooks = dir.path().join("hooks");
-        std::fs::create_dir(&hooks).unwrap();
-        if let Some(prepare) = opts.prepare {
-            prepare(&hooks);
-        } else {
-            for (file, src) in &opts.hooks {
-                std::fs::write(hooks.join(file), src).unwrap();
-            }
-            if let Some(e) = &opts.enabled {
-                std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
-            }
-        }
-        let keys_toml = match &opts.signing {
-            Some((toml, setup)) => {
-                setup(dir.path());
-                toml.clone()
-            }
-            None => {
-                let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
-                tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false)
-                    .unwrap();
-                "keys = [\"key.pem\"]".to_owned()
-            }
-        };
-        let port = free_port();
-        let admin = free_port();
-        let config = format!(
+impl SidecarOpts {
+    fn config_text(&self, port: u16, admin: u16, keys_toml: &str) -> String {
+        format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
@@ -185,43 +215,90 @@ tenant = "acme"
 metadata = {{ region = "eu" }}
 {extra}
 "#,
-            up = opts.upstream,
-            alg = opts.algorithm,
-            extra = opts.extra_config
-        );
-        let cfg = dir.path().join("tokenhook.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let stderr_path = dir.path().join("stderr.log");
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .envs(opts.env.iter().cloned())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Sidecar {
-            child,
-            dir,
-            port,
-            admin,
-            stderr_path,
+            up = self.upstream,
+            alg = self.algorithm,
+            extra = self.extra_config
+        )
+    }
+}
+
+impl Sidecar {
+    pub fn start(opts: SidecarOpts) -> Sidecar {
+        let mut dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir(&hooks).unwrap();
+        if let Some(prepare) = opts.prepare {
+            prepare(&hooks);
+        } else {
+            for (file, src) in &opts.hooks {
+                std::fs::write(hooks.join(file), src).unwrap();
+            }
+            if let Some(e) = &opts.enabled {
+                std::fs::write(hooks.join("hooks.toml"), format!("enabled = \"{e}\"\n")).unwrap();
+            }
+        }
+        let keys_toml = match &opts.signing {
+            Some((toml, setup)) => {
+                setup(dir.path());
+                toml.clone()
+            }
+            None => {
+                let pem = tokenhook::keys::generate_pem(opts.algorithm).unwrap();
+                tokenhook::keys::write_private_key(&dir.path().join("key.pem"), &pem, false)
+                    .unwrap();
+                "keys = [\"key.pem\"]".to_owned()
+            }
         };
-        s.wait_ready();
-        s
+        let cfg = dir.path().join("tokenhook.toml");
+        let stderr_path = dir.path().join("stderr.log");
+        // A port picked free can be taken by another test before the sidecar binds it;
+        // `serve` then exits 69 naming the key, and the sidecar is started again on
+        // other ports.
+        for _ in 0..5 {
+            let (port, admin) = (free_port(), free_port());
+            std::fs::write(&cfg, opts.config_text(port, admin, &keys_toml)).unwrap();
+            let child = Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&cfg)
+                .env("RUST_LOG", opts.log_level.as_deref().unwrap_or("info"))
+                .envs(opts.env.iter().cloned())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr_path).unwrap())
+                .spawn()
+                .unwrap();
+            let mut s = Sidecar {
+                child,
+                dir,
+                port,
+                admin,
+                stderr_path: stderr_path.clone(),
+            };
+            match s.wait_ready() {
+                Ok(()) => return s,
+                Err(69) => {
+                    dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+                    continue;
+                }
+                Err(code) => panic!("sidecar exited with {code}; stderr:\n{}", s.logs()),
+            }
+        }
+        panic!("no free ports for the sidecar after 5 tries");
     }
 
-    fn wait_ready(&self) {
+    /// Waits for `/readyz`; `Err(code)` if the process exited first.
+    fn wait_ready(&mut self) -> Result<(), i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(status.code().unwrap_or(-1));
+            }
             if let Ok(r) = raw_request(
                 self.admin,
                 "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             ) && r.status == 200
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -587,7 +664,7 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
             return;
         }
         // Routes leniently (case, trailing slash, escapes), as many IdP frameworks do.
-        let path = tokenhook::proxy::normalize_path(line.split(' ').nth(1).unwrap_or("/"));
+        let path = tokenhook::routes::normalize_path(line.split(' ').nth(1).unwrap_or("/"));
         let mut len = 0;
         loop {
             let mut h = String::new();
@@ -618,7 +695,10 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
             let token = if b.opaque {
                 "opaque-token-value".to_owned()
             } else {
-                let now = tokenhook::app::now_secs();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
                 let claims = json!({"iss": format!("http://127.0.0.1:{port}"), "sub": "svc-basic", "aud": "https://api.example.com",
                     "iat": now, "exp": now + 600, "scope": b.scope, "client_id": "svc-basic"});
                 tokenhook::token::sign(&b.signer, Some("at+jwt"), claims.as_object().unwrap())
