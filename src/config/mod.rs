@@ -91,6 +91,9 @@ pub struct UpstreamConfig {
     pub jwks_url: Url,
     pub jwks_address: SocketAddr,
     pub discovery_path: String,
+    /// The `iss` the IdP's tokens must carry (`upstream.issuer`). Defaults to None: the
+    /// `issuer` of the IdP's discovery document, learned at the first JWKS fetch.
+    pub issuer: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -591,6 +594,8 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
                 jwks_url: jwks_url?,
                 jwks_address: jwks_address?,
                 discovery_path: raw.upstream.discovery_path,
+                // An empty value would pin nothing a token could carry: treated as unset.
+                issuer: raw.upstream.issuer.filter(|i| !i.is_empty()),
                 algorithms,
                 connect_timeout: Duration::from_millis(raw.upstream.connect_timeout_ms),
                 timeout: Duration::from_millis(raw.upstream.timeout_ms),
