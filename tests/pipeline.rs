@@ -594,7 +594,7 @@ fn jws_shaped_tokens_that_do_not_verify_are_refused_never_relayed() {
         use base64::Engine;
         // A header whose encoding needs padding, padded, then signed as it stands.
         let mut h = header.clone();
-        while h.len() % 3 == 0 {
+        while h.len().is_multiple_of(3) {
             h.insert(1, ' ');
         }
         base64::engine::general_purpose::URL_SAFE.encode(&h)
