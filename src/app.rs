@@ -8,7 +8,7 @@ use crate::hooks::{HookPool, HookSlot};
 use crate::keys::{KeySet, KeyStore};
 use crate::metrics::Metrics;
 use crate::token::claims::ClaimPolicy;
-use crate::token::verify::{Refresh, Verifier};
+use crate::token::verify::{RefreshCounters, Verifier};
 use crate::upstream::{JwksFetcher, UpstreamClient};
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
@@ -72,21 +72,19 @@ impl App {
         };
         let up = &config.upstream;
         let upstream = UpstreamClient::new(up.address, up.connect_timeout, up.timeout);
-        let fetcher = JwksFetcher {
-            client: UpstreamClient::new(up.jwks_address, up.connect_timeout, up.timeout),
-            path: match up.jwks_url.query() {
-                Some(q) => format!("{}?{q}", up.jwks_url.path()),
-                None => up.jwks_url.path().to_owned(),
-            },
-            authority: crate::config::authority(&up.jwks_url),
-            max_body: up.max_body_bytes,
-        };
-        let verifier = Arc::new(Verifier::new(
-            Arc::new(fetcher),
-            up.algorithms.clone(),
-            up.leeway_seconds,
-            up.jwks_min_refresh,
-        ));
+        let verifier = Arc::new(
+            Verifier::new(
+                Arc::new(JwksFetcher::new(up)),
+                up.algorithms.clone(),
+                up.leeway_seconds,
+                up.jwks_min_refresh,
+            )
+            .with_issuer(up.issuer.clone())
+            .with_counters(RefreshCounters {
+                ok: metrics.jwks_refreshes.with_label_values(&["ok"]),
+                error: metrics.jwks_refreshes.with_label_values(&["error"]),
+            }),
+        );
         let mut passthrough_peer = HttpPeer::new(up.address, false, String::new());
         passthrough_peer.options.connection_timeout = Some(up.connect_timeout);
         passthrough_peer.options.read_timeout = Some(up.timeout);
@@ -150,25 +148,18 @@ impl App {
         self.shutting_down.store(true, Ordering::Relaxed);
     }
 
-    /// Fetches the upstream JWKS now (for the refresher and startup) and records the result.
-    /// `starting`: the IdP has not answered yet since startup; containers of one pod
-    /// start in any order, so early failures are logged at info, not as warnings.
+    /// Fetches the upstream JWKS now (for the refresher and startup); the verifier counts
+    /// the result. `starting`: the IdP has not answered yet since startup; containers of
+    /// one pod start in any order, so early failures are logged at info, not as warnings.
+    /// A failure keeps the last good keys (stale-if-error).
     pub async fn refresh_jwks(&self, rate_limited: bool, starting: bool) -> bool {
         match self.verifier.refresh(rate_limited).await {
-            Ok(Refresh::Fetched) => {
-                self.metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
-                true
-            }
             Ok(_) => true,
             Err(e) => {
-                self.metrics
-                    .jwks_refreshes
-                    .with_label_values(&["error"])
-                    .inc();
                 if starting {
                     tracing::info!(error = %e, "waiting for the IdP's JWKS");
                 } else {
-                    tracing::warn!(error = %e, "upstream JWKS fetch failed");
+                    tracing::warn!(error = %e, "upstream JWKS refresh failed; the last good keys stay in use");
                 }
                 false
             }

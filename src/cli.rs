@@ -168,6 +168,14 @@ fn check(path: &std::path::Path) -> ExitCode {
                     .map(|h| h.name().to_owned())
                     .unwrap_or_else(|| "(none enabled)".into())
             );
+            // `check` does not call the IdP, so without upstream.issuer the issuer is not
+            // known here: say where it will come from, and what happens if it does not.
+            if app.config.upstream.issuer.is_none() {
+                eprintln!(
+                    "warning: upstream.issuer is not set: the IdP's issuer will be read from its discovery document ({}) at startup; if that has none, the IdP token's iss is not checked",
+                    app.config.upstream.discovery_path
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -84,6 +84,13 @@ fn check_reports_a_hook_that_does_not_compile_and_accepts_the_shipped_config() {
     let (code, out, err) = run_cli(&["check", "--config", cfg.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("ok:"), "{out}");
+    // Without upstream.issuer, check cannot know the IdP's issuer: it says so.
+    assert!(err.contains("warning: upstream.issuer is not set"), "{err}");
+    let with_issuer = "[upstream]\nurl = \"http://127.0.0.1:3000\"\nissuer = \"https://idp\"\n[signing]\nkeys = [\"k.pem\"]\nalgorithm = \"ES256\"\n";
+    std::fs::write(&cfg, with_issuer).unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("upstream.issuer"), "{err}");
 }
 
 // Pingora binds on its own threads and, when a port is taken, only panics there and

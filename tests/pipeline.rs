@@ -204,9 +204,7 @@ fn token_signed_by_an_unpublished_key_is_refused() {
     let stub = StubIdp::start(StubBehaviour {
         signer: rogue,
         published: vec![published],
-        gzip: false,
-        opaque: false,
-        scope: "read:data",
+        ..StubBehaviour::honest(Algorithm::RS256)
     });
     let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
     let (status, body, headers) =
@@ -532,4 +530,148 @@ fn actions_hook_through_the_proxy_with_secrets_from_env_and_files() {
         !sidecar.logs().contains("env-secret-value")
             && !sidecar.logs().contains("file-secret-value")
     );
+}
+
+/// Base64url, unpadded, of `s`.
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[test]
+fn jws_shaped_tokens_that_do_not_verify_are_refused_never_relayed() {
+    let honest = StubBehaviour::honest(Algorithm::RS256);
+    let (key, script) = (honest.signer.clone(), honest.script.clone());
+    let stub = StubIdp::start(honest);
+    let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"iss": stub.url(), "sub": "svc-basic", "exp": now + 600, "scope": "admin"})
+        .to_string();
+    let header = json!({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}).to_string();
+    let good = key.sign_compact(&b64(&header), &b64(&claims)).unwrap();
+    let padded_header = {
+        use base64::Engine;
+        // A header whose encoding needs padding, padded, then signed as it stands.
+        let mut h = header.clone();
+        while h.len().is_multiple_of(3) {
+            h.insert(1, ' ');
+        }
+        base64::engine::general_purpose::URL_SAFE.encode(&h)
+    };
+    assert!(padded_header.ends_with('='));
+    let forged = [
+        (
+            "alg none",
+            format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&claims)),
+        ),
+        (
+            "padded header",
+            key.sign_compact(&padded_header, &b64(&claims)).unwrap(),
+        ),
+        ("extra dot", format!("{good}.")),
+        ("extra segment", format!("{good}.AAAA")),
+        ("standard alphabet", {
+            // A claim whose encoding has '-' and '_', rewritten to '+' and '/'.
+            let c = json!({"iss": stub.url(), "exp": now + 600, "s": "~~~???>>>"}).to_string();
+            let std = b64(&c).replace('-', "+").replace('_', "/");
+            assert_ne!(std, b64(&c));
+            key.sign_compact(&b64(&header), &std).unwrap()
+        }),
+        (
+            "crit",
+            key.sign_compact(
+                &b64(&json!({"alg": "RS256", "kid": key.kid, "crit": ["x"], "x": 1}).to_string()),
+                &b64(&claims),
+            )
+            .unwrap(),
+        ),
+        (
+            "other issuer",
+            key.sign_compact(
+                &b64(&header),
+                &b64(&json!({"iss": "http://evil.example", "exp": now + 600}).to_string()),
+            )
+            .unwrap(),
+        ),
+    ];
+    for (what, token) in &forged {
+        *script.token.lock().unwrap() = Some(token.clone());
+        let r = raw_request(
+            sidecar.port,
+            &form_post(
+                "/oauth/token",
+                "x",
+                &format!("Authorization: {}\r\n", basic("svc-basic", "x")),
+                "grant_type=client_credentials",
+            ),
+        )
+        .unwrap();
+        assert_eq!(r.status, 502, "{what}: {}", r.text());
+        assert_eq!(r.json()["error"], "server_error", "{what}");
+        assert!(r.json().get("access_token").is_none(), "{what}");
+        // The IdP's token is never relayed, in whole or as its signed part.
+        let (signed_part, _) = token.rsplit_once('.').unwrap();
+        assert!(
+            !r.text().contains(signed_part),
+            "{what} relayed: {}",
+            r.text()
+        );
+    }
+    let logs = sidecar.logs();
+    assert!(logs.contains("failed verification"), "{logs}");
+    assert!(!logs.contains("opaque access token"), "{logs}");
+    // The honest token, same key, still goes through.
+    *script.token.lock().unwrap() = Some(good);
+    let (status, body, _) = token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
+    assert_eq!(status, 200, "{body}");
+    sidecar.verify(body["access_token"].as_str().unwrap());
+}
+
+fn jwks_errors(sidecar: &Sidecar) -> u64 {
+    sidecar
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tokenhook_upstream_jwks_refreshes_total{result="error"} "#))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_broken_jwks_refresh_keeps_the_last_good_keys() {
+    let honest = StubBehaviour::honest(Algorithm::RS256);
+    let script = honest.script.clone();
+    let stub = StubIdp::start(honest);
+    let mut opts = SidecarOpts::new(&stub.url());
+    opts.env
+        .push(("TOKENHOOK_UPSTREAM_JWKS_REFRESH_SECONDS".into(), "1".into()));
+    let sidecar = Sidecar::start(opts);
+    let token = || token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
+    let (status, body, _) = token();
+    assert_eq!(status, 200, "{body}");
+    let mut errors = jwks_errors(&sidecar);
+    for broken in [
+        r#"{"keys":[]}"#,
+        "<html>not json</html>",
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#,
+    ] {
+        *script.jwks.lock().unwrap() = Some(broken.to_owned());
+        // The periodic refresh (every second, quicker after a failure) meets it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while jwks_errors(&sidecar) <= errors && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let now = jwks_errors(&sidecar);
+        assert!(now > errors, "{broken}: no failed refresh counted");
+        errors = now;
+        // Tokens still verify against the last good keys, and the sidecar stays ready.
+        let (status, body, _) = token();
+        assert_eq!(status, 200, "{broken}: {body}");
+        sidecar.verify(body["access_token"].as_str().unwrap());
+        assert!(sidecar.ready(), "{broken}: /readyz went down");
+    }
+    let logs = sidecar.logs();
+    assert!(logs.contains("upstream JWKS refresh failed"), "{logs}");
 }

@@ -28,6 +28,7 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("upstream", "token_path", Kind::Str),
     ("upstream", "jwks_url", Kind::Str),
     ("upstream", "discovery_path", Kind::Str),
+    ("upstream", "issuer", Kind::Str),
     ("upstream", "algorithms", Kind::List),
     ("upstream", "connect_timeout_ms", Kind::Int),
     ("upstream", "timeout_ms", Kind::Int),

@@ -94,6 +94,9 @@ pub struct UpstreamConfig {
     pub jwks_url: Url,
     pub jwks_address: SocketAddr,
     pub discovery_path: String,
+    /// The `iss` the IdP's tokens must carry (`upstream.issuer`). Defaults to None: the
+    /// `issuer` of the IdP's discovery document, learned at the first JWKS fetch.
+    pub issuer: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub connect_timeout: Duration,
     pub timeout: Duration,

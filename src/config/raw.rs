@@ -56,6 +56,10 @@ pub struct RawUpstream {
     pub jwks_url: Option<String>,
     #[serde(default = "default_discovery_path")]
     pub discovery_path: String,
+    /// The `iss` the IdP's tokens must carry. Defaults to the `issuer` of the IdP's
+    /// discovery document (`discovery_path`), fetched with the JWKS.
+    #[serde(default)]
+    pub issuer: Option<String>,
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     #[serde(default = "default_connect_timeout")]

@@ -44,6 +44,8 @@ fn good_config_with_defaults() {
         IssuerMode::Fixed("https://auth.example.com".into())
     );
     assert_eq!(c.upstream.algorithms, vec![Algorithm::RS256]);
+    // Unset: the IdP's issuer comes from its discovery document.
+    assert_eq!(c.upstream.issuer, None);
     assert_eq!(c.hooks.timeout, Duration::from_secs(5));
     assert!(c.signing.keys[0].path.is_absolute());
     assert_eq!(c.signing.keys[0].state, KeyState::Active);
@@ -59,6 +61,7 @@ fn env_overrides_each_kind() {
             ("TOKENHOOK_HOOKS_TIMEOUT_MS", "250"),
             ("TOKENHOOK_HOOKS_ALLOW_UNNAMESPACED_CLAIMS", "true"),
             ("TOKENHOOK_SIGNING_ISSUER", "upstream"),
+            ("TOKENHOOK_UPSTREAM_ISSUER", "https://idp.example"),
             ("UNRELATED", "x"),
         ],
     )
@@ -71,6 +74,7 @@ fn env_overrides_each_kind() {
     assert_eq!(c.hooks.timeout, Duration::from_millis(250));
     assert!(c.hooks.allow_unnamespaced_claims);
     assert_eq!(c.signing.issuer, IssuerMode::Upstream);
+    assert_eq!(c.upstream.issuer.as_deref(), Some("https://idp.example"));
 }
 
 #[test]

@@ -142,6 +142,12 @@ fn upstream(raw: &RawUpstream, err: Err) -> Option<UpstreamConfig> {
         ],
         err,
     );
+    if raw.issuer.as_deref() == Some("") {
+        err(
+            "upstream.issuer",
+            "must not be empty; leave it out to take the discovery document's issuer".into(),
+        );
+    }
     let url = url?;
     Some(UpstreamConfig {
         authority: authority(&url),
@@ -151,6 +157,7 @@ fn upstream(raw: &RawUpstream, err: Err) -> Option<UpstreamConfig> {
         jwks_url: jwks_url?,
         jwks_address: jwks_address?,
         discovery_path: raw.discovery_path.clone(),
+        issuer: raw.issuer.clone(),
         algorithms,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
         timeout: Duration::from_millis(raw.timeout_ms),

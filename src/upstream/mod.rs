@@ -198,30 +198,93 @@ pub fn get_request(path_and_query: &str, authority: &str) -> pingora::Result<Req
     Ok(req)
 }
 
-/// Fetches the upstream JWKS for the verifier.
+/// Fetches the upstream JWKS for the verifier and, unless `upstream.issuer` pins it, the
+/// `issuer` of the IdP's discovery document, through the same client when both live at
+/// the same address. Both documents are capped at [`MAX_JWKS_BYTES`], not at
+/// `upstream.max_body_bytes`: they are parsed on every refresh.
 pub struct JwksFetcher {
     pub client: UpstreamClient,
     pub path: String,
     pub authority: String,
     pub max_body: usize,
+    pub discovery: Option<Discovery>,
 }
 
-#[async_trait::async_trait]
-impl crate::token::verify::JwksSource for JwksFetcher {
-    async fn fetch(&self) -> Result<Bytes, String> {
-        let req = get_request(&self.path, &self.authority).map_err(|e| e.to_string())?;
-        let resp = self
-            .client
+/// Where the IdP's discovery document is: `client` is None when it is the JWKS client.
+pub struct Discovery {
+    pub client: Option<UpstreamClient>,
+    pub path: String,
+    pub authority: String,
+}
+
+impl JwksFetcher {
+    pub fn new(up: &crate::config::UpstreamConfig) -> Self {
+        let jwks_client = UpstreamClient::new(up.jwks_address, up.connect_timeout, up.timeout);
+        let discovery = up.issuer.is_none().then(|| Discovery {
+            client: (up.jwks_address != up.address)
+                .then(|| UpstreamClient::new(up.address, up.connect_timeout, up.timeout)),
+            path: up.discovery_path.clone(),
+            authority: up.authority.clone(),
+        });
+        JwksFetcher {
+            client: jwks_client,
+            path: match up.jwks_url.query() {
+                Some(q) => format!("{}?{q}", up.jwks_url.path()),
+                None => up.jwks_url.path().to_owned(),
+            },
+            authority: crate::config::authority(&up.jwks_url),
+            max_body: MAX_JWKS_BYTES,
+            discovery,
+        }
+    }
+
+    /// GETs `path` and returns the decoded body of a 200 answer.
+    async fn get(
+        &self,
+        client: &UpstreamClient,
+        path: &str,
+        authority: &str,
+        what: &str,
+    ) -> Result<Bytes, String> {
+        let req = get_request(path, authority).map_err(|e| e.to_string())?;
+        let resp = client
             .send(&req, &Bytes::new(), self.max_body, true)
             .await
             .map_err(|e| e.to_string())?;
         if resp.header.status != 200 {
             return Err(format!(
-                "JWKS endpoint answered {}",
+                "{what} endpoint answered {}",
                 resp.header.status.as_u16()
             ));
         }
         decode_content(&resp.header, resp.body, self.max_body).map_err(|e| e.to_string())
+    }
+}
+
+use crate::token::verify::MAX_JWKS_BYTES;
+
+#[async_trait::async_trait]
+impl crate::token::verify::JwksSource for JwksFetcher {
+    async fn fetch(&self) -> Result<Bytes, String> {
+        self.get(&self.client, &self.path, &self.authority, "JWKS")
+            .await
+    }
+
+    async fn issuer(&self) -> Result<String, String> {
+        let Some(d) = &self.discovery else {
+            return Err("upstream.issuer is configured; discovery not used".into());
+        };
+        let client = d.client.as_ref().unwrap_or(&self.client);
+        let body = self.get(client, &d.path, &d.authority, "discovery").await?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+        match doc.get("issuer").and_then(serde_json::Value::as_str) {
+            Some(iss) if !iss.is_empty() => Ok(iss.to_owned()),
+            _ => Err(format!(
+                "discovery document at {} has no \"issuer\"",
+                d.path
+            )),
+        }
     }
 }
 

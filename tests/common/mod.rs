@@ -599,6 +599,17 @@ pub struct StubBehaviour {
     pub gzip: bool,
     pub opaque: bool,
     pub scope: &'static str,
+    /// Changed while it runs, to script what the IdP answers.
+    pub script: Arc<StubScript>,
+}
+
+/// What a running stub answers instead of its honest behaviour, when set.
+#[derive(Default)]
+pub struct StubScript {
+    /// The `access_token` of every token response.
+    pub token: std::sync::Mutex<Option<String>>,
+    /// The whole JWKS body.
+    pub jwks: std::sync::Mutex<Option<String>>,
 }
 
 impl StubBehaviour {
@@ -611,12 +622,15 @@ impl StubBehaviour {
             gzip: false,
             opaque: false,
             scope: "read:data",
+            script: Arc::default(),
         }
     }
 }
 
 /// A minimal HTTP/1.1 IdP double for what oidc-provider cannot be made to do: gzip its
-/// responses, sign with a key it does not publish, or issue opaque tokens.
+/// responses, sign with a key it does not publish, issue opaque or forged tokens, or
+/// break its JWKS while running (`StubBehaviour::script`). Its discovery document names
+/// `http://127.0.0.1:<port>` as the issuer, as its tokens do.
 pub struct StubIdp {
     pub port: u16,
     stop: Arc<AtomicBool>,
@@ -686,13 +700,24 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
             return;
         }
         let (status, out) = if path.starts_with("/.well-known/jwks.json") {
+            let scripted = b.script.jwks.lock().unwrap().clone();
             (
                 200,
-                json!({"keys": b.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
-                    .to_string(),
+                scripted.unwrap_or_else(|| {
+                    json!({"keys": b.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+                        .to_string()
+                }),
+            )
+        } else if path.starts_with("/.well-known/openid-configuration") {
+            (
+                200,
+                json!({"issuer": format!("http://127.0.0.1:{port}")}).to_string(),
             )
         } else if path.starts_with("/oauth/token") {
-            let token = if b.opaque {
+            let scripted = b.script.token.lock().unwrap().clone();
+            let token = if let Some(t) = scripted {
+                t
+            } else if b.opaque {
                 "opaque-token-value".to_owned()
             } else {
                 let now = std::time::SystemTime::now()
