@@ -20,6 +20,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod hooks;

@@ -78,6 +78,16 @@ pub struct ServerConfig {
     /// After SIGTERM, how long readiness fails while the listeners still accept, so load
     /// balancers stop sending traffic before they close.
     pub drain_delay: Duration,
+    /// `server.read_timeout_ms`: the whole of a request's head and body must arrive
+    /// within it, counted from its first byte (and a new connection's first request must
+    /// start within it). Defaults to 5000 ms.
+    pub read_timeout: Duration,
+    /// `server.idle_timeout_ms`: a keep-alive connection with no request for this long
+    /// is closed. Defaults to 60000 ms.
+    pub idle_timeout: Duration,
+    /// `server.max_connections`: open client connections on the proxy listener; one
+    /// more is answered 503 and closed. Defaults to 10000.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +401,15 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
     if threads == 0 {
         err("server.threads", "must be at least 1".into());
     }
+    for (key, v) in [
+        ("server.read_timeout_ms", raw.server.read_timeout_ms),
+        ("server.idle_timeout_ms", raw.server.idle_timeout_ms),
+        ("server.max_connections", raw.server.max_connections as u64),
+    ] {
+        if v == 0 {
+            err(key, "must be at least 1".into());
+        }
+    }
 
     let url = match &raw.upstream.url {
         Some(u) => parse_url(u, "upstream.url", true, &mut err),
@@ -580,6 +599,9 @@ fn validate(raw: RawConfig, base: &Path, errors: &mut Vec<ConfigError>) -> Optio
             threads,
             grace_period: Duration::from_secs(raw.server.grace_period_seconds),
             drain_delay: Duration::from_secs(raw.server.drain_delay_seconds),
+            read_timeout: Duration::from_millis(raw.server.read_timeout_ms),
+            idle_timeout: Duration::from_millis(raw.server.idle_timeout_ms),
+            max_connections: raw.server.max_connections,
         },
         upstream: {
             let url = url?;
