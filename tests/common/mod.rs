@@ -195,8 +195,9 @@ metadata = {{ region = "eu" }}
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&cfg)
-            .envs(opts.env.iter().cloned())
+            // The test's own variables last: a `RUST_LOG` it sets must win.
             .env("RUST_LOG", "info")
+            .envs(opts.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
