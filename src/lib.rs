@@ -28,6 +28,7 @@ pub(crate) mod admin;
 pub(crate) mod app;
 pub mod cli;
 pub mod config;
+pub(crate) mod connections;
 pub(crate) mod demo;
 pub mod error;
 pub(crate) mod exchange;

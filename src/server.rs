@@ -82,8 +82,14 @@ impl BackgroundService for Poller {
 
 /// SIGTERM: readiness fails first, then pingora stops accepting and waits for in-flight
 /// requests up to the grace period. SIGINT: the same, for interactive use.
+///
+/// pingora's `Server::run` sleeps the whole `grace_period_seconds` after a graceful
+/// terminate (a plain `thread::sleep` in `server/mod.rs`, whatever is still running), so
+/// a sidecar with nothing in flight would idle through it. [`exit_when_drained`] ends the
+/// process as soon as no request is in flight; pingora's sleep stays the upper bound.
 struct Signals {
     app: Arc<App>,
+    limits: Arc<crate::connections::Limits>,
 }
 
 #[async_trait]
@@ -109,7 +115,36 @@ impl ShutdownSignalWatch for Signals {
         );
         self.app.begin_shutdown();
         tokio::time::sleep(cfg.drain_delay).await;
+        exit_when_drained(self.limits.clone(), cfg.grace_period);
         ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Watches, on its own thread, for the moment no request is in flight once the listeners
+/// close, and exits then. Hook workers end when their pipes close with the process.
+fn exit_when_drained(limits: Arc<crate::connections::Limits>, grace: Duration) {
+    let started = std::time::Instant::now();
+    let watch = move || {
+        // pingora broadcasts the shutdown right after the signal returns; a request
+        // accepted before its listeners close is counted by the time this ends.
+        std::thread::sleep(Duration::from_millis(100));
+        while started.elapsed() < grace {
+            if limits.in_flight() == 0 {
+                tracing::info!("no request in flight; exiting");
+                crate::telemetry::flush();
+                std::process::exit(0);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    if std::thread::Builder::new()
+        .name("drain watch".into())
+        .spawn(watch)
+        .is_err()
+    {
+        tracing::warn!(
+            "cannot watch for the end of in-flight requests; waiting the whole grace period"
+        );
     }
 }
 
@@ -156,10 +191,16 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        TokenProxy { app: app.clone() },
-        "tokenhook proxy",
+    let limits = crate::connections::Limits::new(&cfg.server);
+    let mut proxy = Service::new(
+        "tokenhook proxy".to_owned(),
+        crate::connections::Bounded {
+            inner: Arc::new(pingora::proxy::http_proxy(
+                &server.configuration,
+                TokenProxy { app: app.clone() },
+            )),
+            limits: limits.clone(),
+        },
     );
     // No L4 read buffer on client connections: without TLS, pingora reads a request's
     // head into its own buffer in one call anyway, and the default 64 KiB per
@@ -213,6 +254,6 @@ pub fn run(app: Arc<App>, extra: Vec<ExtraService>) {
         "tokenhook serving"
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals { app }),
+        shutdown_signal: Box::new(Signals { app, limits }),
     });
 }

@@ -9,20 +9,76 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the configured level. Also
-/// routes pingora's `log` records into `tracing`.
+/// routes pingora's `log` records into `tracing`, with its verbose lines capped
+/// ([`CapLibraries`]).
 pub fn init(format: LogFormat, level: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tokenhook=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(Stderr(sink()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
+    // `try_init` also installs the `log` → `tracing` bridge.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(CapLibraries)
+        .with(fmt)
+        .try_init();
+}
+
+/// Targets whose lines above [`LIBRARY_MAX_LEVEL`] are dropped whatever the filter says.
+/// pingora's debug and trace lines print what passes through it: the request head sent
+/// upstream with its `Authorization` (`proxy_h1.rs` "Sending header to upstream",
+/// `v1/client.rs` "Writing request header"), upstream response bodies with their
+/// `access_token` (`v1/client.rs` "Response body"), and the raw buffer of a malformed
+/// request head, `client_secret` and all (`pingora-proxy` `handle_new_request` "Fail to
+/// proxy" quoting the `InvalidHTTPHeader` context). `h2` prints decoded header blocks
+/// the same way. No filter an operator writes (`RUST_LOG=trace`,
+/// `pingora_core=trace`) can turn them back on.
+const CAPPED_TARGETS: &[&str] = &["pingora", "h2"];
+const LIBRARY_MAX_LEVEL: tracing::Level = tracing::Level::INFO;
+
+fn capped(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() > LIBRARY_MAX_LEVEL && CAPPED_TARGETS.iter().any(|t| meta.target().starts_with(t))
+}
+
+/// A global filter layer ahead of the `EnvFilter`'s verdict: a layer that says no
+/// disables the event for every layer.
+///
+/// Both checks are needed for `log` records: `tracing-log` first asks `enabled` with
+/// metadata carrying the record's own target (`pingora_core::…`), then dispatches the
+/// event under a shared callsite whose target is just `log` (the real one is in a
+/// `log.target` field); `event_enabled` sees the latter, so it normalizes it first.
+struct CapLibraries;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CapLibraries {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !capped(meta)
+    }
+
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        use tracing_log::NormalizeEvent;
+        match event.normalized_metadata() {
+            Some(meta) => !capped(&meta),
+            None => !capped(event.metadata()),
+        }
+    }
 }
 
 /// The default text logging, for commands run before (or without) a config file.
@@ -168,6 +224,50 @@ impl Write for Line<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `log` record from pingora at debug or trace never reaches the output, even
+    /// with a `trace` filter for pingora itself; its info lines and our own debug lines
+    /// do. Breaks if `CapLibraries` is dropped from `init`'s stack or stops looking at
+    /// the record's real target.
+    #[test]
+    fn pingora_debug_records_are_capped_whatever_the_filter() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let out = Shared::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(
+                "trace,pingora_core=trace",
+            ))
+            .with(CapLibraries)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || w.clone())
+                    .with_ansi(false),
+            );
+        let logger = tracing_log::LogTracer::new();
+        tracing::subscriber::with_default(subscriber, || {
+            use log::Log;
+            for (level, text) in [
+                (log::Level::Debug, "Authorization: Basic c2VjcmV0"),
+                (log::Level::Trace, "Response body: access_token"),
+                (log::Level::Info, "pingora info line"),
+            ] {
+                logger.log(
+                    &log::Record::builder()
+                        .level(level)
+                        .target("pingora_core::protocols::http::v1::client")
+                        .args(format_args!("{text}"))
+                        .build(),
+                );
+            }
+            tracing::debug!(target: "tokenhook::proxy", "our debug line");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        assert!(!text.contains("access_token"), "{text}");
+        assert!(text.contains("pingora info line"), "{text}");
+        assert!(text.contains("our debug line"), "{text}");
+    }
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);

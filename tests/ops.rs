@@ -89,10 +89,13 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
         )
         .unwrap();
     }
+    // trace, and pingora's own crates named too: its debug and trace lines print
+    // upstream request heads, bodies and malformed request buffers; the cap in
+    // `telemetry::init` must hold whatever the filter says (removing it breaks this).
     let opts = SidecarOpts::new(&idp.url())
         .layout(layout)
         .env("LOUD_SECRET", HOOK_SECRET)
-        .log_level("debug")
+        .log_level("trace,pingora_core=trace,pingora_proxy=trace")
         .env("TOKENHOOK_LOG_FORMAT", "json");
     let sidecar = Sidecar::start(opts);
     let mut tokens = Vec::new();
@@ -115,8 +118,26 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
     );
     tokens.push(direct["access_token"].as_str().unwrap().to_owned());
     raw_request(sidecar.port, "GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer opaque-bearer-credential\r\nConnection: close\r\n\r\n").unwrap();
+    // Pass-through with a secret in a header and in the body: pingora's proxy prints
+    // both at debug/trace ("Sending header to upstream", body chunks).
+    raw_request(
+        sidecar.port,
+        &form_post(
+            "/elsewhere",
+            "x",
+            "Authorization: Bearer passthrough-bearer-credential\r\n",
+            "client_secret=passthrough-body-secret",
+        ),
+    )
+    .unwrap();
+    // A broken head (space in a header name) carrying a client_secret: pingora answers
+    // 400 and, at debug, logs the raw buffer ("Fail to proxy: ... buf: ...").
+    let broken = "POST /oauth/token HTTP/1.1\r\nHost: x\r\nBad Header: y\r\nContent-Length: 43\r\n\r\nclient_secret=malformed-head-secret-0000000";
+    let r = raw_request(sidecar.port, broken).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
     std::thread::sleep(Duration::from_millis(200));
-    let logs = sidecar.logs();
+    let mut logs = sidecar.logs();
+    logs.push_str(&failed_exchange_logs());
     assert!(logs.lines().count() > 5, "expected a real log:\n{logs}");
     assert!(
         logs.contains("\"route\":\"token\""),
@@ -133,6 +154,10 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
         "svc-basic-wrong-secret".into(),
         HOOK_SECRET.into(),
         "opaque-bearer-credential".into(),
+        "passthrough-bearer-credential".into(),
+        "passthrough-body-secret".into(),
+        "malformed-head-secret".into(),
+        GARBAGE_TOKEN_PART.into(),
         basic(BASIC.id, BASIC.secret)
             .trim_start_matches("Basic ")
             .to_owned(),
@@ -154,6 +179,64 @@ fn no_secret_reaches_a_log_line_in_a_full_run() {
             "log line {n} carries something JWT-like:\n{line}"
         );
     }
+}
+
+/// In the upstream's garbage answers; it must not reach a log line.
+const GARBAGE_TOKEN_PART: &str = "garbage-token-payload-7d1e";
+
+/// The logs of failed IdP exchanges, at trace: one sidecar whose IdP answers garbage
+/// around a token-like string (a JSON body whose JWT does not verify, then a body that
+/// is not JSON), one whose IdP is down. Their JWKS comes from a working stub, so they
+/// get ready. Breaks if a warning quotes what the IdP sent, or pingora's client logs it.
+fn failed_exchange_logs() -> String {
+    use std::io::{Read, Write};
+    let jwks = StubIdp::start(StubBehaviour::honest(Algorithm::RS256));
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage_port = garbage.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let bodies = [
+            format!(
+                r#"{{"access_token":"eyJhbGciOiJSUzI1NiJ9.{GARBAGE_TOKEN_PART}.c2ln","token_type":"Bearer"}}"#
+            ),
+            format!("<html>not json: eyJhbGciOiJSUzI1NiJ9.{GARBAGE_TOKEN_PART}.c2ln</html>"),
+        ];
+        for (n, conn) in garbage.incoming().take(8).enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let _ = c.read(&mut buf);
+            let body = &bodies[n % 2];
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let down = free_port();
+    let mut logs = String::new();
+    for upstream in [
+        format!("http://127.0.0.1:{garbage_port}"),
+        format!("http://127.0.0.1:{down}"),
+    ] {
+        let opts = SidecarOpts::new(&upstream).log_level("trace").env(
+            "TOKENHOOK_UPSTREAM_JWKS_URL",
+            &format!("{}/.well-known/jwks.json", jwks.url()),
+        );
+        let sidecar = Sidecar::start(opts);
+        for _ in 0..2 {
+            // A body it cannot take for a JWT is relayed as the IdP's (opaque tokens
+            // pass through); either way nothing of it may be logged.
+            token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let l = sidecar.logs();
+        assert!(
+            l.contains("route=\"token\"") || l.contains("route=token"),
+            "{l}"
+        );
+        logs.push_str(&l);
+    }
+    logs
 }
 
 /// What a resource server does: cache the JWKS, refetch it when a token names an

@@ -644,9 +644,7 @@ fn a_broken_jwks_refresh_keeps_the_last_good_keys() {
     let honest = StubBehaviour::honest(Algorithm::RS256);
     let script = honest.script.clone();
     let stub = StubIdp::start(honest);
-    let mut opts = SidecarOpts::new(&stub.url());
-    opts.env
-        .push(("TOKENHOOK_UPSTREAM_JWKS_REFRESH_SECONDS".into(), "1".into()));
+    let opts = SidecarOpts::new(&stub.url()).env("TOKENHOOK_UPSTREAM_JWKS_REFRESH_SECONDS", "1");
     let sidecar = Sidecar::start(opts);
     let token = || token_request(&sidecar.url("/oauth/token"), "svc-basic", "x", true);
     let (status, body, _) = token();

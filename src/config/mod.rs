@@ -81,6 +81,16 @@ pub struct ServerConfig {
     /// After SIGTERM, how long readiness fails while the listeners still accept, so load
     /// balancers stop sending traffic before they close.
     pub drain_delay: Duration,
+    /// `server.read_timeout_ms`: the whole of a request's head and body must arrive
+    /// within it, counted from its first byte (and a new connection's first request must
+    /// start within it). Defaults to 5000 ms.
+    pub read_timeout: Duration,
+    /// `server.idle_timeout_ms`: a keep-alive connection with no request for this long
+    /// is closed. Defaults to 60000 ms.
+    pub idle_timeout: Duration,
+    /// `server.max_connections`: open client connections on the proxy listener; one
+    /// more is answered 503 and closed. Defaults to 10000.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -43,6 +43,12 @@ pub struct RawServer {
     pub grace_period_seconds: u64,
     #[serde(default = "default_drain_delay")]
     pub drain_delay_seconds: u64,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -173,6 +179,15 @@ fn default_grace_period() -> u64 {
 }
 fn default_drain_delay() -> u64 {
     2
+}
+fn default_read_timeout() -> u64 {
+    5_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 fn default_token_path() -> String {
     "/oauth/token".into()

@@ -85,6 +85,14 @@ fn server(raw: &RawServer, err: Err) -> Option<ServerConfig> {
     if threads == 0 {
         err("server.threads", "must be at least 1".into());
     }
+    positive(
+        &[
+            ("server.read_timeout_ms", raw.read_timeout_ms),
+            ("server.idle_timeout_ms", raw.idle_timeout_ms),
+            ("server.max_connections", raw.max_connections as u64),
+        ],
+        err,
+    );
     Some(ServerConfig {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -95,6 +103,9 @@ fn server(raw: &RawServer, err: Err) -> Option<ServerConfig> {
         threads,
         grace_period: Duration::from_secs(raw.grace_period_seconds),
         drain_delay: Duration::from_secs(raw.drain_delay_seconds),
+        read_timeout: Duration::from_millis(raw.read_timeout_ms),
+        idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
+        max_connections: raw.max_connections,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct Ctx {
     status: u16,
     request_id: String,
     stages: token_route::StageTimes,
+    /// Counts the request for shutdown (`crate::connections`).
+    in_flight: Option<crate::connections::InFlight>,
 }
 
 #[async_trait]
@@ -52,7 +54,28 @@ impl ProxyHttp for TokenProxy {
             status: 0,
             request_id: String::new(),
             stages: Default::default(),
+            in_flight: None,
         }
+    }
+
+    // Connection bounds (`crate::connections`): where a request starts, its body ends,
+    // and its response ends.
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.in_flight = crate::connections::request_started(session);
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if end_of_stream {
+            crate::connections::request_read(session);
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -185,6 +208,7 @@ impl ProxyHttp for TokenProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        crate::connections::request_done(session);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -239,7 +263,7 @@ fn request_id(session: &Session) -> String {
         .unwrap_or_else(new_request_id)
 }
 
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     use rand::Rng;
     let v: u128 = rand::rng().random();
     format!("{v:032x}")

@@ -107,19 +107,19 @@ pub struct Sidecar {
 }
 
 pub struct SidecarOpts {
-    pub upstream: String,
+    upstream: String,
     /// `NAME.js` → source; with `enabled` naming one of them.
-    pub hooks: Vec<(String, String)>,
-    pub enabled: Option<String>,
-    pub extra_config: String,
-    pub algorithm: Algorithm,
-    pub env: Vec<(String, String)>,
+    hooks: Vec<(String, String)>,
+    enabled: Option<String>,
+    extra_config: String,
+    algorithm: Algorithm,
+    env: Vec<(String, String)>,
     /// `RUST_LOG` for the sidecar. Defaults to `info`.
-    pub log_level: Option<String>,
+    log_level: Option<String>,
     /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
-    pub prepare: Option<fn(&Path)>,
+    prepare: Option<fn(&Path)>,
     /// Replaces the `[signing]` keys lines; `setup` writes the files it names.
-    pub signing: Option<(String, Setup)>,
+    signing: Option<(String, Setup)>,
 }
 
 /// Writes files into the sidecar's folder before it starts.
