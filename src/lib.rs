@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub(crate) mod connections;
 pub(crate) mod demo;
+pub(crate) mod discovery;
 pub mod error;
 pub(crate) mod exchange;
 pub mod hooks;

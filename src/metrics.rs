@@ -55,12 +55,15 @@ pub enum Outcome {
     HookRejected,
     /// The client's request was refused before reaching the IdP.
     Rejected,
+    /// The IdP answered a request outside the token route with one of its own tokens,
+    /// which was not relayed.
+    TokenBlocked,
     /// Anything else: an internal failure, or the client went away.
     Error,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::Passthrough,
         Outcome::UpstreamDenied,
@@ -71,6 +74,7 @@ impl Outcome {
         Outcome::HookTimeout,
         Outcome::HookRejected,
         Outcome::Rejected,
+        Outcome::TokenBlocked,
         Outcome::Error,
     ];
 
@@ -86,6 +90,7 @@ impl Outcome {
             Outcome::HookTimeout => "hook_timeout",
             Outcome::HookRejected => "hook_rejected",
             Outcome::Rejected => "rejected",
+            Outcome::TokenBlocked => "token_blocked",
             Outcome::Error => "error",
         }
     }

@@ -158,7 +158,20 @@ fn discovery_and_jwks_point_at_the_sidecar() {
     let doc = d.json();
     assert_eq!(doc["issuer"], sidecar.url(""));
     assert_eq!(doc["jwks_uri"], sidecar.url("/.well-known/jwks.json"));
-    assert_eq!(doc["token_endpoint"], format!("{}/oauth/token", idp.url()));
+    // Every endpoint points at the sidecar: none at the IdP's own address, which a
+    // discovering client would otherwise call directly, around the hook.
+    assert_eq!(doc["token_endpoint"], sidecar.url("/oauth/token"));
+    for (k, v) in doc.as_object().unwrap() {
+        let text = v.to_string();
+        assert!(
+            !text.contains(&idp.url()),
+            "{k} still points at the IdP: {v}"
+        );
+        assert!(
+            !text.contains(&format!("127.0.0.1:{}", idp.port)),
+            "{k}: {v}"
+        );
+    }
     let j = raw_request(
         sidecar.port,
         "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -397,11 +410,24 @@ fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
         ..StubBehaviour::honest(Algorithm::RS256)
     });
     let lenient = Sidecar::start(SidecarOpts::new(&stub.url()));
+    // D16: every spelling below routes to the stub's token endpoint; through the
+    // sidecar each must reach the token route (the hook's claim proves it), never the
+    // pass-through that would relay the stub's own token.
     for path in [
         "/oauth/token/",
         "/OAuth/Token",
         "/oauth/%74oken",
         "/oauth//token",
+        "/oauth/./token",
+        "/x/../oauth/token",
+        "/oauth/%2e/token",
+        "/oauth/%2E%2E/oauth/token",
+        "/oauth/token/.",
+        "/oauth/token;jsessionid=1",
+        "/oauth;v=1/token",
+        "/oauth%2ftoken",
+        "/oauth/%252e/token",
+        "/oauth\\token",
     ] {
         let r = raw_request(
             lenient.port,
@@ -411,6 +437,22 @@ fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         let (_, claims) = lenient.verify(r.json()["access_token"].as_str().unwrap());
         assert_eq!(claims["https://foo.com/claim"], "bar", "{path}");
+    }
+    // Request targets the HTTP parser may refuse outright: refused is fine, relayed
+    // with the stub's own token is not.
+    for path in ["oauth/token", "oauth/./token"] {
+        let r = raw_request(
+            lenient.port,
+            &form_post(path, "x", &auth, "grant_type=client_credentials"),
+        )
+        .unwrap();
+        if r.status == 200 {
+            let (_, claims) = lenient.verify(r.json()["access_token"].as_str().unwrap());
+            assert_eq!(claims["https://foo.com/claim"], "bar", "{path}");
+        } else {
+            assert_eq!(r.status, 400, "{path}: {}", r.text());
+            assert!(r.header("x-stub").is_none(), "{path} reached the IdP");
+        }
     }
     // A client that also accepts brotli still gets an enriched token.
     let r = raw_request(
@@ -439,6 +481,129 @@ fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
         "POST /oauth/token HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
     );
     assert_eq!(raw_request(sidecar.port, &gz).unwrap().status, 400);
+}
+
+#[test]
+fn token_parameters_in_the_query_string_are_refused_d17() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let auth = format!("Authorization: {}\r\n", basic(BASIC.id, BASIC.secret));
+    // Breaks if a token parameter in the query reaches an IdP that reads the query
+    // first, on a POST or on any other method to the token path.
+    for target in [
+        "/oauth/token?grant_type=client_credentials",
+        "/oauth/token?x=1&Scope=admin",
+        "/oauth/./token?grant%5Ftype=password",
+    ] {
+        let r = raw_request(
+            sidecar.port,
+            &form_post(target, "x", &auth, "grant_type=client_credentials"),
+        )
+        .unwrap();
+        assert_eq!(r.status, 400, "{target}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request", "{target}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    let get = raw_request(
+        sidecar.port,
+        &format!("GET /oauth/token?grant_type=client_credentials HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+    )
+    .unwrap();
+    assert_eq!(get.status, 400, "{}", get.text());
+    // Other query parameters are the IdP's business.
+    let r = raw_request(
+        sidecar.port,
+        &form_post(
+            "/oauth/token?tenant=acme",
+            "x",
+            &auth,
+            "grant_type=client_credentials",
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+// The stub answers token requests on any path that starts with `/oauth/token`, as an
+// IdP with a second token endpoint (an alias, an mTLS endpoint) would.
+#[test]
+fn a_second_token_endpoint_of_the_idp_never_hands_out_its_tokens() {
+    let stub = StubIdp::start(StubBehaviour::honest(Algorithm::RS256));
+    let sidecar = Sidecar::start(SidecarOpts::new(&stub.url()));
+    let auth = format!("Authorization: {}\r\n", basic(BASIC.id, BASIC.secret));
+    // client_credentials on the alias: the hook runs, the token is ours.
+    let r = raw_request(
+        sidecar.port,
+        &form_post(
+            "/oauth/token-mtls",
+            "x",
+            &auth,
+            "grant_type=client_credentials",
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (_, claims) = sidecar.verify(r.json()["access_token"].as_str().unwrap());
+    assert_eq!(claims["https://foo.com/claim"], "bar");
+    // Another grant on the alias brings back the stub's own JWT: never relayed. Breaks
+    // if the pass-through guard relays a response whose access_token the IdP signed.
+    for body in [
+        "grant_type=refresh_token&refresh_token=r",
+        "grant_type=client_credentials&grant_type=x",
+    ] {
+        let r = raw_request(
+            sidecar.port,
+            &form_post("/oauth/token-mtls", "x", &auth, body),
+        )
+        .unwrap();
+        assert_eq!(r.status, 502, "{body}: {}", r.text());
+        assert_eq!(r.json()["error"], "server_error");
+        assert!(!r.text().contains("access_token"), "{}", r.text());
+    }
+    // A JSON answer without a token on another path is relayed as it was.
+    let r = raw_request(
+        sidecar.port,
+        &form_post("/oauth/revoke", "x", &auth, "token=t"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-stub"), Some("yes"));
+    let m = sidecar.metrics();
+    assert!(
+        m.contains(r#"tokenhook_requests_total{outcome="token_blocked",route="passthrough"} 2"#),
+        "{m}"
+    );
+}
+
+// A client library that discovers the sidecar's metadata (openid-client here, as
+// Spring's issuer-uri or authlib would) must end up with a token the sidecar signed and
+// the hook enriched. Breaks if the served document keeps the IdP's token_endpoint: the
+// library would then fetch the IdP's token, which fails against the sidecar's JWKS.
+#[test]
+fn a_real_client_library_discovers_the_sidecar_and_gets_a_hooked_token() {
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
+    let out = std::process::Command::new("node")
+        .arg(repo().join("tests/idp/discovering-client.mjs"))
+        .args([
+            sidecar.url(""),
+            BASIC.id.to_owned(),
+            BASIC.secret.to_owned(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sidecar.logs()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["token_endpoint"], sidecar.url("/oauth/token"));
+    assert_eq!(v["jwks_uri"], sidecar.url("/.well-known/jwks.json"));
+    assert_eq!(v["payload"]["https://foo.com/claim"], "bar");
+    assert_eq!(v["payload"]["iss"], sidecar.url(""));
+    assert!(v["scope"].as_str().unwrap().contains("extra"), "{v}");
 }
 
 #[test]

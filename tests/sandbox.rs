@@ -538,8 +538,12 @@ fn a_malformed_answer_fails_only_its_own_call() {
 /// starts.
 const SLOW_RESTART_WORKER: &str = r#"
 path = sys.argv[1]
-starts = int(open(path).read()) if os.path.exists(path) else 0
-open(path, "w").write(str(starts + 1))
+# One byte appended per start: O_APPEND makes concurrent starts count right (reading and
+# rewriting a number raced: a start could read the file another had just created empty).
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+os.write(fd, b"x")
+os.close(fd)
+starts = os.path.getsize(path) - 1
 read()
 if starts >= 2:
     time.sleep(30)

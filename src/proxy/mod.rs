@@ -82,11 +82,14 @@ impl ProxyHttp for TokenProxy {
         ctx.start = Instant::now();
         ctx.request_id = request_id(session);
         let cfg = &self.app.config;
-        let (method, path) = {
+        let (method, path, query_param) = {
             let req = session.req_header();
             (
                 req.method.clone(),
                 crate::routes::normalize_path(req.uri.path()),
+                req.uri
+                    .query()
+                    .and_then(crate::routes::token_param_in_query),
             )
         };
         let get = method == http::Method::GET || method == http::Method::HEAD;
@@ -114,9 +117,25 @@ impl ProxyHttp for TokenProxy {
             token_route::discovery(&self.app, session, ctx).await?;
             return Ok(true);
         }
-        if method == http::Method::POST && path == self.app.config.routes.token {
+        if path == self.app.config.routes.token {
             ctx.route = Route::Token;
-            token_route::handle(&self.app, session, ctx).await?;
+            if let Some(param) = query_param {
+                // D17: the IdP might read it, and decide on other parameters than ours.
+                ctx.outcome = Outcome::Rejected;
+                let err = OAuthError::invalid_request(format!(
+                    "token request parameters go in the request body, not the query string ({param})"
+                ));
+                respond_error(session, ctx, &err).await?;
+                return Ok(true);
+            }
+            if method == http::Method::POST {
+                token_route::handle(&self.app, session, ctx, token_route::Path::Token).await?;
+                return Ok(true);
+            }
+        }
+        if token_route::may_be_token_request(session.req_header()) {
+            ctx.route = Route::Passthrough;
+            token_route::handle(&self.app, session, ctx, token_route::Path::Other).await?;
             return Ok(true);
         }
         ctx.route = Route::Passthrough;

@@ -178,8 +178,42 @@ fn internal(e: &pingora::Error) -> Refused {
     Refused::new(Outcome::Error, OAuthError::server_error("internal error"))
 }
 
-pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-    match exchange(app, session, ctx).await {
+/// Where a request handled here arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// The configured token path (in any spelling, `crate::routes`).
+    Token,
+    /// Another path, with a body that could be a token request: a second token endpoint
+    /// of the IdP (an alias, an mTLS endpoint) or a spelling the normalisation misses
+    /// must not hand out the IdP's token either.
+    Other,
+}
+
+/// Whether a request on another path is read here rather than streamed: a POST whose
+/// body a token endpoint would read (form, JSON, or no content type).
+pub fn may_be_token_request(req: &RequestHeader) -> bool {
+    if req.method != http::Method::POST {
+        return false;
+    }
+    let media = req
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    matches!(
+        media.as_deref(),
+        None | Some("") | Some("application/x-www-form-urlencoded") | Some("application/json")
+    )
+}
+
+pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx, path: Path) -> Result<()> {
+    match exchange(app, session, ctx, path).await {
         Ok(reply) => {
             ctx.outcome = reply.outcome;
             write_response(session, ctx, reply.header, reply.body, false).await
@@ -192,19 +226,42 @@ pub async fn handle(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<(
 }
 
 /// The token route top to bottom: read, parse, call the IdP, verify, exchange, sign.
-async fn exchange(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<Reply, Refused> {
+async fn exchange(
+    app: &App,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    path: Path,
+) -> Result<Reply, Refused> {
     let max = app.config.upstream.max_body_bytes;
     let body = read_body(session, max)
         .await
         .map_err(|e| Refused::new(Outcome::Rejected, e))?;
-    let req = parse_token_request(session.req_header(), &body)
-        .map_err(|why| Refused::new(Outcome::Rejected, OAuthError::invalid_request(why)))?;
-    ctx.client_id = req.client_id.clone();
-
-    let resp = call_idp(app, session.req_header(), &body, &req, ctx).await?;
-    if !req.is_client_credentials() {
-        return relay(&resp, Outcome::Passthrough, ctx);
+    let req = match (parse_token_request(session.req_header(), &body), path) {
+        (Ok(req), _) => Some(req),
+        (Err(why), Path::Token) => {
+            return Err(Refused::new(
+                Outcome::Rejected,
+                OAuthError::invalid_request(why),
+            ));
+        }
+        // Not a token request tokenhook can read: relayed, guarded like any other.
+        (Err(_), Path::Other) => None,
+    };
+    let cc = req
+        .as_ref()
+        .is_some_and(TokenRequest::is_client_credentials);
+    if path == Path::Token || cc {
+        ctx.route = crate::metrics::Route::Token;
+        ctx.client_id = req.as_ref().and_then(|r| r.client_id.clone());
     }
+
+    let resp = call_idp(app, session.req_header(), &body, cc, ctx).await?;
+    let Some(req) = req.filter(|_| cc) else {
+        return match path {
+            Path::Token => relay(&resp, Outcome::Passthrough, ctx),
+            Path::Other => guarded_relay(app, &resp, ctx).await,
+        };
+    };
     if resp.header.status != 200 {
         return relay(&resp, Outcome::UpstreamDenied, ctx);
     }
@@ -248,20 +305,20 @@ async fn exchange(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<Rep
     })
 }
 
-/// The client's request, sent on to the IdP.
+/// The client's request, sent on to the IdP. Only a client_credentials request may be
+/// resent when a pooled connection drops without an answer: issuing another such token
+/// is harmless; other grants (codes, rotating refresh tokens) must not reach the IdP
+/// twice.
 async fn call_idp(
     app: &App,
     client_req: &RequestHeader,
     body: &Bytes,
-    req: &TokenRequest,
+    replayable: bool,
     ctx: &mut Ctx,
 ) -> Result<UpstreamResponse, Refused> {
     let up = &app.config.upstream;
     let up_req = upstream_request(client_req, body.len(), &ctx.request_id, &up.authority)
         .map_err(|e| internal(&e))?;
-    // Issuing another client_credentials token is harmless; other grants (codes,
-    // rotating refresh tokens) are not resent once the IdP may have seen them.
-    let replayable = req.is_client_credentials();
     let t = Instant::now();
     let resp = app
         .upstream
@@ -269,9 +326,51 @@ async fn call_idp(
         .await;
     ctx.stages.upstream = timed(app, Stage::Upstream, t);
     resp.map_err(|e| {
-        tracing::warn!(request_id = %ctx.request_id, error = %e, "token request to the IdP failed");
+        tracing::warn!(request_id = %ctx.request_id, error = %e, "request to the IdP failed");
         Refused::new(Outcome::UpstreamError, upstream_failure(&e))
     })
+}
+
+/// Relays the IdP's answer to a request on another path, unless it carries an access
+/// token signed by the IdP: that would be the IdP's token without the hook (an alias of
+/// the token endpoint, or a grant tokenhook does not run hooks for), so it fails
+/// closed. The content type and a byte search come first, so other answers cost
+/// almost nothing.
+async fn guarded_relay(app: &App, resp: &UpstreamResponse, ctx: &Ctx) -> Result<Reply, Refused> {
+    let json = resp
+        .header
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    let encoded = resp.header.headers.contains_key("content-encoding");
+    let mentions = |b: &[u8]| b.windows(12).any(|w| w == b"access_token");
+    if json && (encoded || mentions(&resp.body)) {
+        let max = app.config.upstream.max_body_bytes;
+        let decoded = decode_content(&resp.header, resp.body.clone(), max).ok();
+        let token = decoded
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(b).ok())
+            .and_then(|doc| {
+                doc.get("access_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        if let Some(token) = token
+            && crate::token::looks_like_jwt(&token)
+            && app.verifier.signed_by_idp(&token).await
+        {
+            tracing::error!(request_id = %ctx.request_id,
+                "the IdP answered a request outside the token route with one of its own tokens; not relayed (check upstream.token_path and the IdP's token endpoints)");
+            return Err(Refused::new(
+                Outcome::TokenBlocked,
+                OAuthError::bad_gateway(
+                    "the identity provider issued a token outside the token endpoint tokenhook guards",
+                ),
+            ));
+        }
+    }
+    relay(resp, Outcome::Passthrough, ctx)
 }
 
 fn relay(resp: &UpstreamResponse, outcome: Outcome, ctx: &Ctx) -> Result<Reply, Refused> {
@@ -385,11 +484,24 @@ fn peer(session: &Session) -> Peer {
     }
 }
 
-/// `GET` discovery: the IdP's document with `issuer` and `jwks_uri` pointing at us.
+/// `GET` discovery: the IdP's document with its endpoints pointing at us
+/// (`crate::discovery`). The IdP is asked with the client's `Host` and forwarding
+/// headers, so that an IdP which builds its URLs from the request builds them for the
+/// address the client used; the rewrite then holds whatever it built.
 pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let cfg = &app.config;
-    let mut req =
-        crate::upstream::get_request(&cfg.upstream.discovery_path, &cfg.upstream.authority)?;
+    let client = session.req_header();
+    let header = |n: &str| client.headers.get(n).and_then(|v| v.to_str().ok());
+    let host = header("host").filter(|h| !h.is_empty());
+    let mut req = crate::upstream::get_request(
+        &cfg.upstream.discovery_path,
+        host.unwrap_or(&cfg.upstream.authority),
+    )?;
+    if let Some(h) = header("x-forwarded-host").or(host) {
+        req.insert_header("X-Forwarded-Host", h)?;
+    }
+    let proto = header("x-forwarded-proto").unwrap_or(cfg.server.public_url.scheme());
+    req.insert_header("X-Forwarded-Proto", proto)?;
     req.insert_header("X-Request-Id", ctx.request_id.as_str())?;
     let max = cfg.upstream.max_body_bytes;
     let resp = match app.upstream.send(&req, &Bytes::new(), max, true).await {
@@ -409,17 +521,24 @@ pub async fn discovery(app: &App, session: &mut Session, ctx: &mut Ctx) -> Resul
         return write_response(session, ctx, h, resp.body, false).await;
     };
     let upstream_iss = doc.get("issuer").and_then(Value::as_str).map(str::to_owned);
-    if let Some(iss) = cfg.issuer_for(upstream_iss.as_deref()) {
-        doc.insert("issuer".into(), Value::String(iss.to_owned()));
+    let scheme = cfg.server.public_url.scheme();
+    let idp_origins = [
+        Some(cfg.upstream.url.origin()),
+        upstream_iss.as_deref().and_then(crate::discovery::origin),
+        host.and_then(|h| crate::discovery::origin(&format!("{scheme}://{h}"))),
+        host.and_then(|h| crate::discovery::origin(&format!("http://{h}"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    crate::discovery::Rewrite {
+        public: &cfg.server.public_url,
+        idp_origins,
+        token_path: &cfg.upstream.token_path,
+        jwks_path: &cfg.server.jwks_path,
+        issuer: cfg.issuer_for(upstream_iss.as_deref()),
     }
-    let jwks_uri = cfg
-        .server
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned()
-        + &cfg.server.jwks_path;
-    doc.insert("jwks_uri".into(), Value::String(jwks_uri));
+    .apply(&mut doc);
     // Into a Vec directly: `Display` would go through the formatting machinery.
     let body = Bytes::from(serde_json::to_vec(&Value::Object(doc)).unwrap_or_default());
     let mut h = own_header(&resp.header, &["content-encoding", "content-length"]);

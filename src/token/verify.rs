@@ -328,6 +328,22 @@ impl Verifier {
         Ok((claims, header.typ))
     }
 
+    /// Whether `token` is a compact JWS signed by one of the IdP's keys as held now,
+    /// whatever its claims: no refresh, no time or issuer checks. The pass-through guard
+    /// uses it to keep the IdP's own tokens from being relayed.
+    pub async fn signed_by_idp(&self, token: &str) -> bool {
+        let Ok(parts) = split(token) else {
+            return false;
+        };
+        let Ok(header) = jose_header(&parts.header) else {
+            return false;
+        };
+        let keys = self.read().keys.clone();
+        self.check_signature(&keys, &parts, header.kid.as_deref(), header.alg)
+            .await
+            .is_ok()
+    }
+
     /// Checks the signature against the candidate keys. More than one candidate means
     /// several public-key operations: they run on the blocking pool, never on the
     /// calling (pingora I/O) thread.
