@@ -192,6 +192,18 @@ impl HookPool {
             && !self.pool.is_full()
     }
 
+    /// What a client reads when the worker could not answer its call. The process's
+    /// exit reason (signal, status, protocol detail) goes to the log; only running out
+    /// of memory or stack, which the hook's own code causes, is named to the client.
+    fn worker_failure(&self, request_id: &str, reason: &str) -> &'static str {
+        tracing::warn!(hook = %self.name, request_id, reason, "hook worker failed");
+        if reason.starts_with(pool::OUT_OF_MEMORY) {
+            "hook ran out of memory (hooks.memory_limit_mb) or stack (data nested too deeply)"
+        } else {
+            "hook failed: its worker process stopped (the sidecar's log says why)"
+        }
+    }
+
     /// Runs the hook once; its console lines come back with the result.
     pub async fn invoke(&self, call: &HookCall) -> Invocation {
         let form = self.pool.form;
@@ -236,7 +248,9 @@ impl HookPool {
                 }
             }
             Err(reason) => Invocation {
-                result: Err(HookFailure::Error(OAuthError::server_error(reason))),
+                result: Err(HookFailure::Error(OAuthError::server_error(
+                    self.worker_failure(&call.request_id, &reason),
+                ))),
                 logs: Vec::new(),
             },
         }

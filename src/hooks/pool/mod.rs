@@ -41,6 +41,8 @@ mod driver;
 mod process;
 mod queue;
 
+pub(crate) use process::OUT_OF_MEMORY;
+
 use super::engine::Form;
 use super::manifest::HookSpec;
 use super::protocol::{self, Done, Init};

@@ -41,6 +41,11 @@ impl Drop for Proc {
     }
 }
 
+/// How an aborted worker's reason starts: the one worker exit a hook author can act on,
+/// so its client hears of it too (`HookPool::invoke`).
+pub(crate) const OUT_OF_MEMORY: &str =
+    "hook worker ran out of memory (hooks.memory_limit_mb) or stack (data nested too deeply)";
+
 impl Proc {
     pub(super) fn kill(&self) {
         if let Some(c) = lock(&self.child).as_mut() {
@@ -48,15 +53,13 @@ impl Proc {
         }
     }
 
-    /// Why the process ended, for the failed call's error and the log.
+    /// Why the process ended, for the log (and, for `OUT_OF_MEMORY`, the client).
     fn describe_exit(status: std::process::ExitStatus, what: &str) -> String {
         use std::os::unix::process::ExitStatusExt;
         match status.signal() {
             // Rust aborts on a failed allocation (under RLIMIT_AS) and on a stack
             // overflow (Boa recurses natively on deeply nested data) alike.
-            Some(6) => "hook worker ran out of memory (hooks.memory_limit_mb) or stack \
-                        (data nested too deeply) and was replaced"
-                .into(),
+            Some(6) => format!("{OUT_OF_MEMORY} and was replaced"),
             Some(sig) => format!("hook worker was killed by signal {sig} and was replaced"),
             None => format!("hook worker {what} ({status}) and was replaced"),
         }
