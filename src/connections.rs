@@ -150,7 +150,7 @@ fn refusal_response() -> Vec<u8> {
         "HTTP/1.1 {} Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: {}\r\nX-Request-Id: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         err.http_status(),
         err.retry_after().unwrap_or(1),
-        crate::proxy::new_request_id(),
+        crate::telemetry::new_request_id(),
         body.len()
     )
     .into_bytes();

@@ -81,6 +81,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CapLibraries {
     }
 }
 
+/// A request id for a request that brought none: 128 random bits, as hex.
+pub fn new_request_id() -> String {
+    use rand::Rng;
+    let v: u128 = rand::rng().random();
+    format!("{v:032x}")
+}
+
 /// The default text logging, for commands run before (or without) a config file.
 pub fn init_default() {
     init(LogFormat::Text, "warn,tokenhook=info");

@@ -279,13 +279,7 @@ fn request_id(session: &Session) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(new_request_id)
-}
-
-pub(crate) fn new_request_id() -> String {
-    use rand::Rng;
-    let v: u128 = rand::rng().random();
-    format!("{v:032x}")
+        .unwrap_or_else(crate::telemetry::new_request_id)
 }
 
 /// Writes a complete response with a Content-Length, which frames correctly for
