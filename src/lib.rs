@@ -27,6 +27,7 @@
 pub(crate) mod admin;
 pub(crate) mod app;
 pub mod cli;
+pub(crate) mod client_ip;
 pub mod config;
 pub(crate) mod connections;
 pub(crate) mod demo;

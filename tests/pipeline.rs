@@ -838,3 +838,44 @@ fn a_broken_jwks_refresh_keeps_the_last_good_keys() {
     let logs = sidecar.logs();
     assert!(logs.contains("upstream JWKS refresh failed"), "{logs}");
 }
+
+// IP allow-list hooks read `context.ip`: it must be the TCP peer unless that peer is a
+// trusted proxy. Breaks if a forwarding header from an untrusted client were believed,
+// or if a trusted proxy's report were ignored.
+#[test]
+fn the_client_address_comes_from_trusted_proxies_only() {
+    let echo = "module.exports = function (client, scope, audience, context, cb) { cb(null, {scope: scope, 'https://x/ip': context.ip}); };";
+    let stub = StubIdp::start(StubBehaviour::honest(Algorithm::RS256));
+    let auth = format!("Authorization: {}\r\n", basic(BASIC.id, BASIC.secret));
+    let ip_seen = |sidecar: &Sidecar, headers: &str| -> Value {
+        let r = raw_request(
+            sidecar.port,
+            &form_post(
+                "/oauth/token",
+                "x",
+                &format!("{auth}{headers}"),
+                "grant_type=client_credentials",
+            ),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        sidecar.verify(r.json()["access_token"].as_str().unwrap()).1["https://x/ip"].clone()
+    };
+    let xff = "X-Forwarded-For: 198.51.100.7, 10.1.1.1\r\n";
+    let untrusting = Sidecar::start(SidecarOpts::new(&stub.url()).hook("echo", echo));
+    assert_eq!(ip_seen(&untrusting, xff), "127.0.0.1");
+    let trusting = Sidecar::start(
+        SidecarOpts::new(&stub.url())
+            .hook("echo", echo)
+            .env("TOKENHOOK_SERVER_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/8"),
+    );
+    assert_eq!(ip_seen(&trusting, xff), "198.51.100.7");
+    assert_eq!(
+        ip_seen(
+            &trusting,
+            "Forwarded: for=\"[2001:db8::7]:443\";proto=https\r\n"
+        ),
+        "2001:db8::7"
+    );
+    assert_eq!(ip_seen(&trusting, ""), "127.0.0.1");
+}

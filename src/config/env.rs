@@ -27,6 +27,7 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("server", "read_timeout_ms", Kind::Int),
     ("server", "idle_timeout_ms", Kind::Int),
     ("server", "max_connections", Kind::Int),
+    ("server", "trusted_proxies", Kind::List),
     ("upstream", "url", Kind::Str),
     ("upstream", "token_path", Kind::Str),
     ("upstream", "jwks_url", Kind::Str),

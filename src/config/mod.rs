@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// `server.max_connections`: open client connections on the proxy listener; one
     /// more is answered 503 and closed. Defaults to 10000.
     pub max_connections: usize,
+    /// `server.trusted_proxies`: peers whose forwarding headers name the client
+    /// (`crate::client_ip`). Defaults to none.
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
 }
 
 #[derive(Debug, Clone)]

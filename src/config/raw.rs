@@ -49,6 +49,10 @@ pub struct RawServer {
     pub idle_timeout_ms: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` / `Forwarded` say
+    /// who the client is. Defaults to none: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

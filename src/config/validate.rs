@@ -93,6 +93,13 @@ fn server(raw: &RawServer, err: Err) -> Option<ServerConfig> {
         ],
         err,
     );
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in raw.trusted_proxies.iter().enumerate() {
+        match p.parse() {
+            Ok(c) => trusted_proxies.push(c),
+            Err(m) => err(&format!("server.trusted_proxies[{i}]"), m),
+        }
+    }
     Some(ServerConfig {
         listen: listen?,
         admin_listen: admin_listen?,
@@ -106,6 +113,7 @@ fn server(raw: &RawServer, err: Err) -> Option<ServerConfig> {
         read_timeout: Duration::from_millis(raw.read_timeout_ms),
         idle_timeout: Duration::from_millis(raw.idle_timeout_ms),
         max_connections: raw.max_connections,
+        trusted_proxies,
     })
 }
 

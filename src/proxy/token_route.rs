@@ -275,7 +275,7 @@ async fn exchange(
     let (claims, typ) = verify(app, &upstream_token, ctx).await?;
 
     let t = Instant::now();
-    let peer = peer(session);
+    let peer = peer(session, &app.config.server.trusted_proxies);
     let exchanged = app
         .exchange()
         .run(claims, &req, &peer, &ctx.request_id)
@@ -463,9 +463,17 @@ async fn sign(
     })
 }
 
-/// What the exchange knows of the HTTP request besides its parameters.
-fn peer(session: &Session) -> Peer {
+/// What the exchange knows of the HTTP request besides its parameters. The address is
+/// the TCP peer's, or what a trusted proxy reported (`server.trusted_proxies`).
+fn peer(session: &Session, trusted: &[crate::client_ip::Cidr]) -> Peer {
     let req = session.req_header();
+    let all = |n: &str| -> Vec<&str> {
+        req.headers
+            .get_all(n)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
     let header = |n: &str| {
         req.headers
             .get(n)
@@ -473,10 +481,10 @@ fn peer(session: &Session) -> Peer {
             .map(str::to_owned)
     };
     Peer {
-        ip: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string()),
+        ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+            crate::client_ip::client_ip(a.ip(), &all("x-forwarded-for"), &all("forwarded"), trusted)
+                .to_string()
+        }),
         user_agent: header("user-agent"),
         hostname: header("host"),
         language: header("accept-language"),
