@@ -189,9 +189,39 @@ fn bench_rewrite(c: &mut Criterion) {
     });
 }
 
+/// The pass-through guard's first look at an IdP answer on another path: what every
+/// relayed JSON answer pays, against parsing the same body (what a guard without the
+/// first look would pay for every answer).
+fn bench_guard(c: &mut Criterion) {
+    let introspection =
+        json!({"active": true, "client_id": "svc-basic", "scope": "read:data write:data",
+        "exp": 4_000_000_000u64, "iat": 1_795_000_000u64, "sub": "svc-basic@clients",
+        "aud": "https://api.example.com", "iss": "https://idp.example.com/",
+        "metadata": {"region": "eu", "team": "payments", "notes": "x".repeat(600)}})
+        .to_string();
+    let body = introspection.as_bytes();
+    c.bench_function("guard/first_look_json_1k_no_token", |b| {
+        b.iter(|| {
+            tokenhook::token::may_carry_token(
+                black_box(Some("application/json; charset=utf-8")),
+                false,
+                black_box(body),
+            )
+        })
+    });
+    c.bench_function("guard/first_look_html", |b| {
+        b.iter(|| {
+            tokenhook::token::may_carry_token(black_box(Some("text/html")), false, black_box(body))
+        })
+    });
+    c.bench_function("guard/parse_json_1k", |b| {
+        b.iter(|| serde_json::from_slice::<Map<String, Value>>(black_box(body)).ok())
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = bench_hooks, bench_crypto, bench_rewrite
+    targets = bench_hooks, bench_crypto, bench_rewrite, bench_guard
 }
 criterion_main!(benches);

@@ -337,15 +337,13 @@ async fn call_idp(
 /// closed. The content type and a byte search come first, so other answers cost
 /// almost nothing.
 async fn guarded_relay(app: &App, resp: &UpstreamResponse, ctx: &Ctx) -> Result<Reply, Refused> {
-    let json = resp
+    let content_type = resp
         .header
         .headers
         .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
-    let encoded = resp.header.headers.contains_key("content-encoding");
-    let mentions = |b: &[u8]| b.windows(12).any(|w| w == b"access_token");
-    if json && (encoded || mentions(&resp.body)) {
+        .and_then(|v| v.to_str().ok());
+    let compressed = resp.header.headers.contains_key("content-encoding");
+    if crate::token::may_carry_token(content_type, compressed, &resp.body) {
         let max = app.config.upstream.max_body_bytes;
         let decoded = decode_content(&resp.header, resp.body.clone(), max).ok();
         let token = decoded

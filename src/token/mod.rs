@@ -19,6 +19,20 @@ struct Header<'a> {
     kid: &'a str,
 }
 
+/// Whether a pass-through answer could carry an access token, before anything is
+/// parsed: a JSON content type, and either a compressed body (its bytes say nothing) or
+/// the bytes `access_token` in it. Everything else is relayed without a parse; the
+/// pass-through guard (`proxy::token_route`) pays for a JSON parse and a signature
+/// check only when this says yes (`benches/hot_path.rs`, `guard/*`).
+pub fn may_carry_token(content_type: Option<&str>, compressed: bool, body: &[u8]) -> bool {
+    let json = content_type.is_some_and(|v| {
+        v.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"json"))
+    });
+    json && (compressed || body.windows(12).any(|w| w == b"access_token"))
+}
+
 /// Signs `payload` with `key`; the header carries `alg`, the upstream's `typ` and our `kid`.
 pub fn sign(
     key: &SigningKey,
