@@ -246,21 +246,24 @@ fn generate(alg: &str, out: &std::path::Path, force: bool) -> ExitCode {
 /// config problem, 1 when the hook itself is at fault (does not compile).
 fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCommand) -> ExitCode {
     use crate::hooks::manifest::{self, Manifest, SecretRef};
-    let (dir, hooks_cfg) = match (&dir, &config) {
+    let (dir, hooks_cfg, clients) = match (&dir, &config) {
         (_, Some(c)) => match Config::load(c, std::env::vars()) {
             Ok(cfg) => (
                 dir.clone().unwrap_or(cfg.hooks.dir.clone()),
                 Some(cfg.hooks),
+                cfg.clients,
             ),
             Err(e) => {
                 print_errors(&e.0);
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
-        (Some(d), None) => (d.clone(), None),
-        (None, None) => (PathBuf::from("hooks"), None),
+        (Some(d), None) => (d.clone(), None, Default::default()),
+        (None, None) => (PathBuf::from("hooks"), None, Default::default()),
     };
-    let hooks_cfg = hooks_cfg.unwrap_or_else(|| crate::config::HooksConfig::defaults(dir.clone()));
+    let mut hooks_cfg =
+        hooks_cfg.unwrap_or_else(|| crate::config::HooksConfig::defaults(dir.clone()));
+    hooks_cfg.dir = dir.clone();
     let usage = |msg: String| {
         eprintln!("{msg}");
         ExitCode::from(2)
@@ -271,7 +274,7 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         timeout_ms,
     } = command
     {
-        return crate::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg);
+        return crate::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg, &clients);
     }
     if !dir.is_dir() {
         return usage(format!("--dir: no such folder: {}", dir.display()));

@@ -46,7 +46,7 @@ pub struct EventClient {
     #[serde(default)]
     pub tenant: Option<String>,
     #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,14 +107,18 @@ pub fn run(
     event: Event,
     cfg: &HooksConfig,
     command: WorkerCommand,
+    registry: &HashMap<String, ClientInfo>,
+    defaults: Defaults,
 ) -> Value {
     let params = event.request_params();
+    let mut secrets = defaults.secrets;
+    secrets.extend(event.secrets.clone());
     let spec = HookSpec {
         name: name.to_owned(),
         path: name.into(),
         source,
-        timeout: cfg.timeout,
-        secrets: event.secrets.clone(),
+        timeout: defaults.timeout.unwrap_or(cfg.timeout),
+        secrets,
     };
     let pool = match HookPool::start(spec, cfg, command) {
         Ok(p) => p,
@@ -137,12 +141,15 @@ pub fn run(
             })
             .collect(),
     );
+    // The config's registry entry for this client (as the sidecar would find it), with
+    // what the event says on top.
+    let registered = registry.get(&event.client.id).cloned().unwrap_or_default();
     let clients = HashMap::from([(
         event.client.id.clone(),
         ClientInfo {
-            name: event.client.name.clone(),
-            tenant: event.client.tenant.clone(),
-            metadata: event.client.metadata.clone(),
+            name: event.client.name.clone().or(registered.name),
+            tenant: event.client.tenant.clone().or(registered.tenant),
+            metadata: event.client.metadata.clone().unwrap_or(registered.metadata),
         },
     )]);
     let exchange = Exchange {
@@ -186,7 +193,67 @@ pub fn run(
     }
 }
 
-pub fn run_cli(file: &Path, event: &Path, timeout_ms: Option<u64>, cfg: &HooksConfig) -> ExitCode {
+/// What the hooks folder says of the hook being run, when it is one of its hooks: the
+/// sidecar would run it with this time limit and these secrets.
+#[derive(Debug, Default)]
+pub struct Defaults {
+    pub timeout: Option<Duration>,
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Defaults {
+    /// The manifest entry in `dir` whose file is `file`, if any. Secrets that cannot be
+    /// resolved here (an unset variable) are left to the event's `secrets`.
+    pub fn for_file(dir: &Path, file: &Path, default_timeout: Duration) -> Defaults {
+        use crate::hooks::manifest::Manifest;
+        let Ok(m) = Manifest::read(dir) else {
+            return Defaults::default();
+        };
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let Some(name) = m
+            .hooks(dir)
+            .into_iter()
+            .find(|n| same(&dir.join(m.file_for(n)), file))
+        else {
+            return Defaults::default();
+        };
+        let entry = m.hook.get(&name).cloned().unwrap_or_default();
+        let env = |v: &str| std::env::var(v).ok();
+        let secrets = entry
+            .secrets
+            .iter()
+            .filter_map(|(k, r)| {
+                let v = match (&r.env, &r.file) {
+                    (Some(var), None) => env(var),
+                    (None, Some(f)) => std::fs::read_to_string(dir.join(f))
+                        .ok()
+                        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned()),
+                    _ => None,
+                };
+                v.map(|v| (k.clone(), v))
+            })
+            .collect();
+        Defaults {
+            timeout: entry
+                .timeout_ms
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .or(Some(default_timeout)),
+            secrets,
+        }
+    }
+}
+
+pub fn run_cli(
+    file: &Path,
+    event: &Path,
+    timeout_ms: Option<u64>,
+    cfg: &HooksConfig,
+    registry: &HashMap<String, ClientInfo>,
+) -> ExitCode {
     let usage = |msg: String| {
         eprintln!("{msg}");
         ExitCode::from(2)
@@ -221,7 +288,11 @@ pub fn run_cli(file: &Path, event: &Path, timeout_ms: Option<u64>, cfg: &HooksCo
         Err(e) => return usage(format!("cannot locate the tokenhook binary: {e}")),
     };
     let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("hook");
-    let out = run(source, name, event, &cfg, command);
+    let mut defaults = Defaults::for_file(&cfg.dir, file, cfg.timeout);
+    if timeout_ms.is_some() {
+        defaults.timeout = None;
+    }
+    let out = run(source, name, event, &cfg, command, registry, defaults);
     println!("{out}");
     ExitCode::SUCCESS
 }

@@ -104,6 +104,17 @@ pub fn load_enabled(
     let Some(name) = manifest.enabled.clone() else {
         return Ok(None);
     };
+    load_named(&manifest, dir, name, default_timeout, env).map(Some)
+}
+
+/// The hook the manifest names `name`, with its time limit and secrets resolved.
+pub fn load_named(
+    manifest: &Manifest,
+    dir: &Path,
+    name: String,
+    default_timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HookSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let entry = manifest.hook.get(&name).cloned().unwrap_or_default();
     let file = manifest.file_for(&name);
@@ -155,7 +166,7 @@ pub fn load_enabled(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Some(HookSpec {
+    Ok(HookSpec {
         name,
         path,
         source,
@@ -164,7 +175,7 @@ pub fn load_enabled(
             .map(Duration::from_millis)
             .unwrap_or(default_timeout),
         secrets,
-    }))
+    })
 }
 
 /// A digest of everything the enabled hook is built from (manifest, source, secret
