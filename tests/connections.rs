@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use jsonwebtoken::Algorithm;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -119,22 +119,8 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     c.write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    assert!(status.contains(" 200 "), "{status}");
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        if h.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).unwrap();
+    let resp = read_response(&mut r).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.status_line);
     let answered = Instant::now();
     let mut rest = Vec::new();
     let _ = r.read_to_end(&mut rest);
@@ -175,26 +161,10 @@ fn connections_beyond_the_cap_get_a_503_and_are_closed() {
 }
 
 /// Reads one response (status line, headers, Content-Length body) off `r`.
-fn read_response(r: &mut BufReader<TcpStream>) -> Option<(u16, String)> {
-    let mut status = String::new();
-    if r.read_line(&mut status).ok()? == 0 {
-        return None;
-    }
-    let code = status.split(' ').nth(1)?.parse().ok()?;
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        if h.trim().is_empty() {
-            break;
-        }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some((code, String::from_utf8_lossy(&body).into_owned()))
+/// The next answer on a connection as (status, body), None once it is closed.
+fn next_answer(r: &mut BufReader<TcpStream>) -> Option<(u16, String)> {
+    let resp = read_response(r).ok()?;
+    (resp.status != 0).then(|| (resp.status, resp.text()))
 }
 
 /// Breaks if pipelining is not enabled on the session: pingora's `reuse` then refuses
@@ -217,12 +187,12 @@ fn pipelined_requests_in_one_write_are_each_answered() {
     let mut r = BufReader::new(c);
     for n in 0..2 {
         let (code, body) =
-            read_response(&mut r).unwrap_or_else(|| panic!("token request {n} not answered"));
+            next_answer(&mut r).unwrap_or_else(|| panic!("token request {n} not answered"));
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         s.verify(v["access_token"].as_str().unwrap());
     }
-    let (code, body) = read_response(&mut r).expect("pass-through request not answered");
+    let (code, body) = next_answer(&mut r).expect("pass-through request not answered");
     assert_eq!(code, 404, "the stub's answer: {body}");
 }
 
@@ -242,7 +212,7 @@ fn sigterm_with_nothing_in_flight_exits_after_the_drain_delay() {
     idle.write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut r = BufReader::new(idle.try_clone().unwrap());
-    assert_eq!(read_response(&mut r).map(|r| r.0), Some(200));
+    assert_eq!(next_answer(&mut r).map(|r| r.0), Some(200));
     let sent = Instant::now();
     s.signal("TERM");
     let status = s

@@ -608,7 +608,7 @@ fn a_real_client_library_discovers_the_sidecar_and_gets_a_hooked_token() {
 
 #[test]
 fn keep_alive_serves_several_token_requests_on_one_connection() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let idp = Idp::start();
     let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", sidecar.port)).unwrap();
@@ -624,28 +624,16 @@ fn keep_alive_serves_several_token_requests_on_one_connection() {
             body.len()
         )
         .unwrap();
-        let mut status = String::new();
-        r.read_line(&mut status).unwrap();
-        assert!(status.contains(" 200 "), "{status}");
-        let mut len = 0;
-        loop {
-            let mut h = String::new();
-            r.read_line(&mut h).unwrap();
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            assert!(
-                !h.to_ascii_lowercase().starts_with("connection: close"),
-                "{h}"
-            );
-        }
-        let mut buf = vec![0; len];
-        r.read_exact(&mut buf).unwrap();
-        let v: Value = serde_json::from_slice(&buf).unwrap();
-        sidecar.verify(v["access_token"].as_str().unwrap());
+        let resp = read_response(&mut r).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.status_line);
+        assert!(
+            !resp
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close")),
+            "{:?}",
+            resp.headers
+        );
+        sidecar.verify(resp.json()["access_token"].as_str().unwrap());
     }
 }
 

@@ -509,7 +509,12 @@ pub fn raw_request_bytes(port: u16, request: &[u8]) -> std::io::Result<RawRespon
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(20)))?;
     s.write_all(request)?;
-    let mut r = BufReader::new(s);
+    read_response(&mut BufReader::new(s))
+}
+
+/// Reads one response off a connection (by `Content-Length`, chunks, or to the close),
+/// leaving a keep-alive connection ready for the next.
+pub fn read_response(r: &mut impl BufRead) -> std::io::Result<RawResponse> {
     let mut status_line = String::new();
     r.read_line(&mut status_line)?;
     let status = status_line
