@@ -12,8 +12,11 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 mod json;
+mod native;
 
 const PRELUDE: &str = include_str!("prelude.js");
+/// Node's and the web's built-ins (D13); its completion value takes the natives.
+const BUILTINS: &str = include_str!("builtins.js");
 
 /// Bounds that stop runaway plain-JS code with an uncatchable error.
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +156,16 @@ impl Engine {
             &[JsValue::from(JsString::from(secrets_json))],
         )
         .map_err(CompileError::Internal)?;
+        // Once per context, like the prelude: a call pays nothing for them.
+        let install = ctx
+            .eval(Source::from_bytes(BUILTINS))
+            .map_err(|e| CompileError::Internal(describe(e)))?;
+        let natives = native::natives(&mut ctx);
+        install
+            .as_callable()
+            .ok_or_else(|| CompileError::Internal("the built-ins returned no installer".into()))?
+            .call(&JsValue::undefined(), &[natives.into()], &mut ctx)
+            .map_err(|e| CompileError::Internal(describe(e)))?;
         ctx.eval(Source::from_bytes(source))
             .map_err(|e| CompileError::Syntax(describe(e)))?;
         let _ = ctx.run_jobs();

@@ -17,9 +17,7 @@ globalThis.ServerError = ServerError;
 
 globalThis.module = { exports: {} };
 globalThis.exports = globalThis.module.exports;
-globalThis.require = function (name) {
-  throw new Error("Cannot find module '" + String(name) + "': tokenhook hooks cannot load npm modules");
-};
+// `require` and the Node and web built-ins come from builtins.js, evaluated next.
 
 // The driver is the completion value of this script, never a global: a hook cannot
 // reach it to forge results or change its secrets. The built-ins it relies on are
