@@ -1,8 +1,9 @@
 // The Node and web built-ins hook code uses (decision D13): the globals Buffer, atob,
 // btoa, TextEncoder, TextDecoder, URL, URLSearchParams, structuredClone, DOMException
 // and crypto (its web part), and `require` of buffer, crypto, util, querystring and url,
-// with or without `node:`. Evaluated once per worker context, after the prelude and
-// before the hook, so a hook that never touches them pays nothing per call.
+// with or without `node:`. Evaluated at most once per worker context, when the hook is
+// compiled or when it first reads one of these globals (the prelude's `builtins`), so
+// a hook that never touches them pays nothing per call.
 //
 // The completion value is a function the engine calls once with the native functions
 // (src/hooks/engine/native.rs): they stay in this closure, never a global. Bytes,
@@ -1379,5 +1380,9 @@
     Buffer, atob, btoa, TextEncoder, TextDecoder, URL, URLSearchParams, structuredClone, DOMException,
     crypto: webcrypto, require,
   };
-  for (const k of Object.keys(globals)) hidden(globalThis, { [k]: globals[k] });
+  // Only names the prelude's lazy accessors still hold: a hook's own assignment stays.
+  for (const k of Object.keys(globals)) {
+    const d = Object.getOwnPropertyDescriptor(globalThis, k);
+    if (d === undefined || d.get !== undefined) hidden(globalThis, { [k]: globals[k] });
+  }
 })

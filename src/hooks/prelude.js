@@ -131,6 +131,33 @@ globalThis.exports = globalThis.module.exports;
       if (action) return { form: "action", fn: action };
       return null;
     },
+    // The globals of builtins.js as accessors that run `load` (which evaluates it) the
+    // first time one is read, at once when `eager`. Assigning one first keeps the
+    // hook's value: builtins.js defines only names still lazy.
+    builtins: function (load, names, eager) {
+      let loaded = false;
+      function ensure() {
+        if (loaded) return;
+        loaded = true;
+        load();
+      }
+      function own(name, value) {
+        defineProperty(globalThis, name, { value: value, writable: true, configurable: true, enumerable: false });
+      }
+      for (const name of names) {
+        defineProperty(globalThis, name, {
+          configurable: true,
+          enumerable: false,
+          get: function () {
+            ensure();
+            const d = Object.getOwnPropertyDescriptor(globalThis, name);
+            return d === undefined || d.get !== undefined ? undefined : d.value;
+          },
+          set: function (v) { own(name, v); },
+        });
+      }
+      if (eager) ensure();
+    },
     setSecrets: function (json) {
       secrets = JSON.parse(json);
       noSecrets = keysOf(secrets).length === 0;

@@ -314,6 +314,40 @@ fn require_gives_the_built_ins_and_fails_naming_any_other_module_d13() {
 }
 
 #[test]
+fn built_ins_load_on_first_use_when_the_source_names_none_d13() {
+    // Names built at run time: the source mentions no built-in, so they load lazily.
+    let g = |name: &str| format!("globalThis['{}' + '{}']", &name[..2], &name[2..]);
+    let pool = pool_with(
+        &legacy(&format!(
+            "var before = Object.getOwnPropertyDescriptor(globalThis, 'Bu' + 'ffer').get !== undefined; \
+             {url} = 'mine'; \
+             var hex = {buf}.from('hi').toString('hex'); \
+             var sig = {req}('node:' + 'cry' + 'pto').createHmac('sha256', 'k').update('x').digest('hex'); \
+             cb(null, {{'https://x/r': [before, hex, sig, {url}, typeof {b64}]}})",
+            url = g("URL"),
+            buf = g("Buffer"),
+            req = g("require"),
+            b64 = g("atob"),
+        )),
+        2000,
+        &[],
+    );
+    for first in [true, false] {
+        assert_eq!(
+            claims_of(&pool.invoke(&call()))["https://x/r"],
+            json!([
+                first,
+                "6869",
+                "c38edc8815c8489f64738978f44008f8596345545f0baa68ef6fcf5c53e57189",
+                "mine",
+                "function"
+            ]),
+            "first call: {first}"
+        );
+    }
+}
+
+#[test]
 fn built_ins_cannot_reach_the_natives_and_survive_a_hook_replacing_globals() {
     // The natives are in builtins.js's closure only; a hook that overwrites a global
     // built-in changes its own view, not the next call's modules.

@@ -274,12 +274,17 @@ fn hmac_md5(key: &[u8], data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+const MAX_RANDOM: f64 = 64.0 * 1024.0 * 1024.0;
+
 /// `random(n)`: n bytes from the system's CSPRNG.
 fn random(_: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
     let n = args.get_or_undefined(0).as_number().unwrap_or(-1.0);
-    // JS checks Node's bounds; this only keeps the cast sound.
-    if !(0.0..=65536.0 * 1024.0).contains(&n) || n.fract() != 0.0 {
-        return Err(type_error("random needs a byte count"));
+    // JS checks Node's bounds; this keeps the cast sound and one call's buffer far below
+    // any worker's memory limit.
+    if !(0.0..=MAX_RANDOM).contains(&n) || n.fract() != 0.0 {
+        return Err(JsNativeError::range()
+            .with_message("randomBytes gives at most 64 MiB at a time in a hook")
+            .into());
     }
     let mut out = vec![0u8; n as usize];
     lc_rand::fill(&mut out).map_err(|_| type_error("no randomness available"))?;
