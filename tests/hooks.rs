@@ -132,6 +132,24 @@ fn every_example_hook_does_what_it_says() {
     let (_, out, _) = run_hook("hooks/secrets.js", base_event(), &[]);
     assert_eq!(out["error_description"], "API_KEY secret is not configured");
 
+    // Node's crypto and Buffer: an HMAC claim Node computes the same (the value is
+    // Node's own for this key and input); the key itself is never printed.
+    let mut signing = base_event();
+    signing["secrets"] = json!({"SIGNING_KEY": "c2lnbmluZy1rZXktMzItYnl0ZXMtbG9uZyEhISEhIQ=="});
+    let (_, out, _) = run_hook("hooks/hmac-signature.js", signing, &[]);
+    assert_eq!(
+        out,
+        json!({"outcome": "token", "claims": {
+            "https://example.com/sig": "SPwzwGAwinS_vgqQ2Er-D_vw9B5eZvojiagEMdFC3P8",
+            "https://example.com/signed": "c3ZjLWJhc2ljfGh0dHBzOi8vYXBpLmV4YW1wbGUuY29t"},
+        "scope": ["read:data", "write:data"], "ignored": [], "logs": []})
+    );
+    let (_, out, _) = run_hook("hooks/hmac-signature.js", base_event(), &[]);
+    assert_eq!(
+        (out["status"].clone(), out["error_description"].clone()),
+        (json!(500), json!("SIGNING_KEY secret is not configured"))
+    );
+
     // the heavier Action: ten claims, cache pre-seeded, write scope dropped off-network
     let mut ev = base_event();
     ev["cache"] = json!({"tier:svc-basic": "platinum"});

@@ -7,13 +7,44 @@
 //! dropped, `NaN` → null, `Date` → ISO string) and keeps integers integral, avoiding the
 //! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
 
-use boa_engine::{Context, JsObject, JsString, JsValue, Source, js_string};
+use boa_engine::object::FunctionObjectBuilder;
+use boa_engine::object::builtins::JsArray;
+use boa_engine::{Context, JsObject, JsString, JsValue, NativeFunction, Source, js_string};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 mod json;
+mod native;
 
 const PRELUDE: &str = include_str!("prelude.js");
+/// Node's and the web's built-ins (D13); its completion value takes the natives.
+const BUILTINS: &str = include_str!("builtins.js");
+/// The globals `builtins.js` defines, which load it on first use (see `Engine::compile`).
+const BUILTIN_GLOBALS: [&str; 11] = [
+    "Buffer",
+    "atob",
+    "btoa",
+    "TextEncoder",
+    "TextDecoder",
+    "URL",
+    "URLSearchParams",
+    "structuredClone",
+    "DOMException",
+    "crypto",
+    "require",
+];
+
+/// Evaluates `builtins.js` and hands it the natives; the driver calls it at most once.
+fn load_builtins(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> boa_engine::JsResult<JsValue> {
+    let install = ctx.eval(Source::from_bytes(BUILTINS))?;
+    let natives = native::natives(ctx);
+    install
+        .as_callable()
+        .ok_or_else(|| {
+            boa_engine::JsNativeError::typ().with_message("the built-ins returned no installer")
+        })?
+        .call(&JsValue::undefined(), &[natives.into()], ctx)
+}
 
 /// Bounds that stop runaway plain-JS code with an uncatchable error.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +182,26 @@ impl Engine {
             &driver,
             "setSecrets",
             &[JsValue::from(JsString::from(secrets_json))],
+        )
+        .map_err(CompileError::Internal)?;
+        // The built-ins load once per context, never per call. Compiling them is most of
+        // a worker's start, which a replacement worker's first calls wait for, so they
+        // load now only for a hook whose source names one, and otherwise on first use
+        // (a computed `globalThis[name]` still finds them).
+        let load =
+            FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(load_builtins))
+                .name(js_string!("load"))
+                .build();
+        let names = JsArray::from_iter(
+            BUILTIN_GLOBALS.map(|n| JsValue::from(JsString::from(n))),
+            &mut ctx,
+        );
+        let eager = BUILTIN_GLOBALS.iter().any(|n| source.contains(n));
+        call_method(
+            &mut ctx,
+            &driver,
+            "builtins",
+            &[load.into(), names.into(), JsValue::from(eager)],
         )
         .map_err(CompileError::Internal)?;
         ctx.eval(Source::from_bytes(source))

@@ -17,9 +17,7 @@ globalThis.ServerError = ServerError;
 
 globalThis.module = { exports: {} };
 globalThis.exports = globalThis.module.exports;
-globalThis.require = function (name) {
-  throw new Error("Cannot find module '" + String(name) + "': tokenhook hooks cannot load npm modules");
-};
+// `require` and the Node and web built-ins come from builtins.js, evaluated next.
 
 // The driver is the completion value of this script, never a global: a hook cannot
 // reach it to forge results or change its secrets. The built-ins it relies on are
@@ -132,6 +130,33 @@ globalThis.require = function (name) {
         (exp && typeof exp.onExecuteCredentialsExchange === "function" && exp.onExecuteCredentialsExchange);
       if (action) return { form: "action", fn: action };
       return null;
+    },
+    // The globals of builtins.js as accessors that run `load` (which evaluates it) the
+    // first time one is read, at once when `eager`. Assigning one first keeps the
+    // hook's value: builtins.js defines only names still lazy.
+    builtins: function (load, names, eager) {
+      let loaded = false;
+      function ensure() {
+        if (loaded) return;
+        loaded = true;
+        load();
+      }
+      function own(name, value) {
+        defineProperty(globalThis, name, { value: value, writable: true, configurable: true, enumerable: false });
+      }
+      for (const name of names) {
+        defineProperty(globalThis, name, {
+          configurable: true,
+          enumerable: false,
+          get: function () {
+            ensure();
+            const d = Object.getOwnPropertyDescriptor(globalThis, name);
+            return d === undefined || d.get !== undefined ? undefined : d.value;
+          },
+          set: function (v) { own(name, v); },
+        });
+      }
+      if (eager) ensure();
     },
     setSecrets: function (json) {
       secrets = JSON.parse(json);

@@ -288,15 +288,86 @@ fn unserializable_result_is_a_server_error() {
 }
 
 #[test]
-fn require_fails_naming_the_module_d13() {
-    let inv = run(&legacy("var r = require('request'); cb(null, {})"));
-    assert!(
-        inv.result
-            .unwrap_err()
-            .error()
-            .description()
-            .contains("Cannot find module 'request'")
+fn require_gives_the_built_ins_and_fails_naming_any_other_module_d13() {
+    for name in ["request", "node:fs", "axios"] {
+        let inv = run(&legacy(&format!(
+            "var r = require('{name}'); cb(null, {{}})"
+        )));
+        let err = inv.result.unwrap_err();
+        assert_eq!(err.error().http_status(), 500, "{name}");
+        assert_eq!(
+            err.error().description(),
+            format!(
+                "Cannot find module '{name}': tokenhook hooks can load only the Node built-ins \
+                 buffer, crypto, querystring, url, util (with or without node:), no npm modules"
+            ),
+        );
+    }
+    // Each built-in by both names is one and the same module object.
+    let inv = run(&legacy(
+        "var same = ['buffer', 'crypto', 'querystring', 'url', 'util'].every(function (m) { \
+           return typeof require(m) === 'object' && require(m) === require('node:' + m); }); \
+         cb(null, {'https://x/same': same, 'https://x/buf': require('buffer').Buffer === Buffer})",
+    ));
+    assert_eq!(claims_of(&inv)["https://x/same"], true);
+    assert_eq!(claims_of(&inv)["https://x/buf"], true);
+}
+
+#[test]
+fn built_ins_load_on_first_use_when_the_source_names_none_d13() {
+    // Names built at run time: the source mentions no built-in, so they load lazily.
+    let g = |name: &str| format!("globalThis['{}' + '{}']", &name[..2], &name[2..]);
+    let pool = pool_with(
+        &legacy(&format!(
+            "var before = Object.getOwnPropertyDescriptor(globalThis, 'Bu' + 'ffer').get !== undefined; \
+             {url} = 'mine'; \
+             var hex = {buf}.from('hi').toString('hex'); \
+             var sig = {req}('node:' + 'cry' + 'pto').createHmac('sha256', 'k').update('x').digest('hex'); \
+             cb(null, {{'https://x/r': [before, hex, sig, {url}, typeof {b64}]}})",
+            url = g("URL"),
+            buf = g("Buffer"),
+            req = g("require"),
+            b64 = g("atob"),
+        )),
+        2000,
+        &[],
     );
+    for first in [true, false] {
+        assert_eq!(
+            claims_of(&pool.invoke(&call()))["https://x/r"],
+            json!([
+                first,
+                "6869",
+                "c38edc8815c8489f64738978f44008f8596345545f0baa68ef6fcf5c53e57189",
+                "mine",
+                "function"
+            ]),
+            "first call: {first}"
+        );
+    }
+}
+
+#[test]
+fn built_ins_cannot_reach_the_natives_and_survive_a_hook_replacing_globals() {
+    // The natives are in builtins.js's closure only; a hook that overwrites a global
+    // built-in changes its own view, not the next call's modules.
+    let pool = pool_with(
+        &legacy(
+            "var before = require('crypto').createHash('sha256').update('x').digest('hex'); \
+             var leaked = Object.getOwnPropertyNames(globalThis).filter(function (k) { return /native|hmac|digest/i.test(k); }); \
+             Buffer = null; cb(null, {'https://x/h': before, 'https://x/leaked': leaked})",
+        ),
+        2000,
+        &[],
+    );
+    for _ in 0..2 {
+        let claims = claims_of(&pool.invoke(&call()));
+        assert_eq!(
+            claims["https://x/h"],
+            "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
+        assert_eq!(claims["https://x/leaked"], json!([]));
+    }
 }
 
 #[test]
@@ -557,4 +628,48 @@ fn odd_but_valid_values_do_not_break_the_driver() {
     let claims = claims_of(&inv);
     assert_eq!(claims["https://x/c"], "v");
     assert_eq!(claims["https://x/missing"], true);
+}
+
+/// The Node built-ins against Node's own results for the same expressions
+/// (tests/fixtures/node-apis: `gen.mjs` ran them in Node into `expected.json`, and
+/// `run.js` runs each one the same way in both).
+#[test]
+fn node_builtins_match_nodes_own_output_d13() {
+    let fixtures: Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/node-apis/expected.json")).unwrap();
+    let cases = fixtures["cases"].as_array().unwrap();
+    let exprs: Vec<&str> = cases.iter().map(|c| c["expr"].as_str().unwrap()).collect();
+    let src = format!(
+        "const runCase = {};\nconst exprs = {};\n\
+         exports.onExecuteCredentialsExchange = async (event, api) => {{ \
+           const out = []; for (const e of exprs) out.push(await runCase(e, require)); \
+           api.accessToken.setCustomClaim('https://x/r', out); }};",
+        include_str!("../../tests/fixtures/node-apis/run.js"),
+        serde_json::to_string(&exprs).unwrap()
+    );
+    let inv = pool_with(&src, 60_000, &[]).invoke(&call());
+    let got = claims_of(&inv)["https://x/r"].as_array().unwrap().clone();
+    assert_eq!(got.len(), cases.len());
+    let differ: Vec<String> = cases
+        .iter()
+        .zip(&got)
+        .filter(|(c, g)| &c["result"] != *g)
+        .map(|(c, g)| {
+            format!(
+                "[{}] {}\n  node: {}\n  ours: {}",
+                c["group"].as_str().unwrap_or(""),
+                c["expr"].as_str().unwrap_or(""),
+                c["result"],
+                g
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} cases differ from Node {}:\n{}",
+        differ.len(),
+        cases.len(),
+        fixtures["node"],
+        differ.join("\n")
+    );
 }
