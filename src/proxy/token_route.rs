@@ -331,6 +331,16 @@ async fn verify(
         .await;
     ctx.stages.verify = timed(app, Stage::Verify, t);
     verified.map_err(|e| {
+        // Without the IdP's keys the token could not be checked at all: that is the IdP
+        // being unavailable (retryable), not a bad token; the runbook's "failed
+        // verification" row would send the operator after keys and clocks instead.
+        if let crate::token::verify::VerifyError::JwksUnavailable(why) = &e {
+            tracing::warn!(request_id = %ctx.request_id, reason = %why, "no IdP keys to verify the token with; not re-signed");
+            return Refused::new(
+                Outcome::UpstreamError,
+                OAuthError::upstream_unreachable("the identity provider's keys are unavailable"),
+            );
+        }
         tracing::warn!(request_id = %ctx.request_id, reason = %e, "the IdP's token failed verification; not re-signed");
         Refused::new(
             Outcome::InvalidUpstreamToken,
