@@ -303,6 +303,16 @@ fn token_response(
         )
     })?;
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&decoded) else {
+        // A body that says it is JSON and is not was cut or mangled on the way (a
+        // Content-Length shorter than the body, a proxy): relaying it would hand the
+        // client whatever of the IdP's token it holds, unverified and unhooked.
+        if declares_json(&resp.header) {
+            tracing::warn!(request_id = %ctx.request_id, "the IdP's token response says JSON and is not");
+            return Err(Refused::new(
+                Outcome::UpstreamError,
+                OAuthError::bad_gateway("the identity provider's response is malformed"),
+            ));
+        }
         return Ok(TokenResponse::NotOurs("response is not a JSON object"));
     };
     let Some(token) = doc
@@ -316,6 +326,22 @@ fn token_response(
         return Ok(TokenResponse::NotOurs("opaque access token"));
     }
     Ok(TokenResponse::Jwt(doc, token))
+}
+
+/// Whether the response's media type is JSON (`application/json`, or `+json`).
+fn declares_json(header: &ResponseHeader) -> bool {
+    header
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
 /// The IdP's token against its JWKS: its claims and header `typ`, or never re-signed.
