@@ -25,7 +25,8 @@ hooks.workers at the end.
 
 Python 3.11 standard library only.
 """
-import argparse, base64, hashlib, http.client, json, os, select, signal, subprocess, sys
+import argparse, base64, hashlib, http.client, json, os, select, shutil, signal, subprocess
+import sys
 import tempfile, threading, time
 from collections import Counter
 
@@ -628,6 +629,10 @@ def main():
         p(f"| {s['t']:.0f} | {s['rss_kib']} | {s['fds']} | {s['workers']} | {rep} |")
     p("")
     p("(The last row is taken 3 s after traffic stopped.)")
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        p(f"Sidecar log and files kept in {work}.")
     report = "\n".join(out)
     print(report)
     if a.out:
