@@ -400,6 +400,16 @@ fn token_response(
         )
     })?;
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&decoded) else {
+        // A body that says it is JSON and is not was cut or mangled on the way (a
+        // Content-Length shorter than the body, a proxy): relaying it would hand the
+        // client whatever of the IdP's token it holds, unverified and unhooked.
+        if declares_json(&resp.header) {
+            tracing::warn!(request_id = %ctx.request_id, "the IdP's token response says JSON and is not");
+            return Err(Refused::new(
+                Outcome::UpstreamError,
+                OAuthError::bad_gateway("the identity provider's response is malformed"),
+            ));
+        }
         return Ok(TokenResponse::NotOurs("response is not a JSON object"));
     };
     let Some(token) = doc
@@ -415,6 +425,22 @@ fn token_response(
     Ok(TokenResponse::Jwt(doc, token))
 }
 
+/// Whether the response's media type is JSON (`application/json`, or `+json`).
+fn declares_json(header: &ResponseHeader) -> bool {
+    header
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
 /// The IdP's token against its JWKS: its claims and header `typ`, or never re-signed.
 async fn verify(
     app: &App,
@@ -428,6 +454,16 @@ async fn verify(
         .await;
     ctx.stages.verify = timed(app, Stage::Verify, t);
     verified.map_err(|e| {
+        // Without the IdP's keys the token could not be checked at all: that is the IdP
+        // being unavailable (retryable), not a bad token; the runbook's "failed
+        // verification" row would send the operator after keys and clocks instead.
+        if let crate::token::verify::VerifyError::JwksUnavailable(why) = &e {
+            tracing::warn!(request_id = %ctx.request_id, reason = %why, "no IdP keys to verify the token with; not re-signed");
+            return Refused::new(
+                Outcome::UpstreamError,
+                OAuthError::upstream_unreachable("the identity provider's keys are unavailable"),
+            );
+        }
         tracing::warn!(request_id = %ctx.request_id, reason = %e, "the IdP's token failed verification; not re-signed");
         Refused::new(
             Outcome::InvalidUpstreamToken,

@@ -300,10 +300,16 @@ impl Verifier {
         let kid = header.kid.as_deref();
         let keys = self.read().keys.clone();
         let keys = if candidates(&keys, kid, header.alg).is_empty() {
-            if let Err(e) = self.refresh_for_request().await
-                && !self.has_keys()
-            {
-                return Err(VerifyError::JwksUnavailable(e));
+            let refreshed = self.refresh_for_request().await;
+            // No key set at all (none fetched yet) is the JWKS's failure, not the token's,
+            // also when this refresh was skipped because another caller's fetch had just
+            // failed: reported as unavailable, not as an unknown kid.
+            if !self.has_keys() {
+                return Err(VerifyError::JwksUnavailable(
+                    refreshed
+                        .err()
+                        .unwrap_or_else(|| "no key set fetched yet".into()),
+                ));
             }
             self.read().keys.clone()
         } else {

@@ -2,6 +2,10 @@
 //! binary, all on 127.0.0.1 ephemeral ports, killed when dropped.
 #![allow(dead_code)]
 
+pub mod fault;
+#[allow(unused_imports)] // Only tests/faults.rs uses them.
+pub use fault::{Fault, FaultIdp};
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -224,6 +228,17 @@ metadata = {{ region = "eu" }}
 
 impl Sidecar {
     pub fn start(opts: SidecarOpts) -> Sidecar {
+        Self::launch(opts, "/readyz")
+    }
+
+    /// Starts it and waits only until it is alive (`/healthz`), not ready: for an IdP
+    /// that is down or broken at start.
+    pub fn start_unready(opts: SidecarOpts) -> Sidecar {
+        Self::launch(opts, "/healthz")
+    }
+
+    /// Starts the sidecar and waits until `probe` on the admin port answers 200.
+    fn launch(opts: SidecarOpts, probe: &str) -> Sidecar {
         let mut dir = tempfile::tempdir().unwrap();
         let hooks = dir.path().join("hooks");
         std::fs::create_dir(&hooks).unwrap();
@@ -274,7 +289,7 @@ impl Sidecar {
                 admin,
                 stderr_path: stderr_path.clone(),
             };
-            match s.wait_ready() {
+            match s.wait_for(probe) {
                 Ok(()) => return s,
                 Err(69) => {
                     dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
@@ -286,8 +301,8 @@ impl Sidecar {
         panic!("no free ports for the sidecar after 5 tries");
     }
 
-    /// Waits for `/readyz`; `Err(code)` if the process exited first.
-    fn wait_ready(&mut self) -> Result<(), i32> {
+    /// Waits for `probe` to answer 200; `Err(code)` if the process exited first.
+    fn wait_for(&mut self, probe: &str) -> Result<(), i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -295,7 +310,7 @@ impl Sidecar {
             }
             if let Ok(r) = raw_request(
                 self.admin,
-                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                &format!("GET {probe} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
             ) && r.status == 200
             {
                 return Ok(());
@@ -385,6 +400,20 @@ impl Sidecar {
         self.child.id()
     }
 
+    /// Open file descriptors of the sidecar, and of its worker processes (its children)
+    /// with how many there are, from /proc: what a leak would grow.
+    pub fn open_fds(&self) -> FdCount {
+        let fds = |pid: u32| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.flatten().count())
+        };
+        let workers = children(self.child.id());
+        FdCount {
+            sidecar: fds(self.child.id()),
+            workers: workers.len(),
+            worker_fds: workers.iter().map(|&p| fds(p)).sum(),
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -409,6 +438,36 @@ impl Drop for Sidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// File descriptors held by a sidecar and its worker processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdCount {
+    pub sidecar: usize,
+    pub workers: usize,
+    pub worker_fds: usize,
+}
+
+/// The pids whose parent is `pid`, from /proc/*/stat.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold spaces; the ppid follows the state.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
 }
 
 /// Verifies with jsonwebtoken against a JWKS, as an API would: pinned algorithm from the
@@ -704,40 +763,7 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        let (status, out) = if path.starts_with("/.well-known/jwks.json") {
-            let scripted = b.script.jwks.lock().unwrap().clone();
-            (
-                200,
-                scripted.unwrap_or_else(|| {
-                    json!({"keys": b.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
-                        .to_string()
-                }),
-            )
-        } else if path.starts_with("/.well-known/openid-configuration") {
-            (
-                200,
-                json!({"issuer": format!("http://127.0.0.1:{port}")}).to_string(),
-            )
-        } else if path.starts_with("/oauth/token") {
-            let scripted = b.script.token.lock().unwrap().clone();
-            let token = if let Some(t) = scripted {
-                t
-            } else if b.opaque {
-                "opaque-token-value".to_owned()
-            } else {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs();
-                let claims = json!({"iss": format!("http://127.0.0.1:{port}"), "sub": "svc-basic", "aud": "https://api.example.com",
-                    "iat": now, "exp": now + 600, "scope": b.scope, "client_id": "svc-basic"});
-                tokenhook::token::sign(&b.signer, Some("at+jwt"), claims.as_object().unwrap())
-                    .unwrap()
-            };
-            (200, json!({"access_token": token, "token_type": "Bearer", "expires_in": 600, "scope": b.scope}).to_string())
-        } else {
-            (404, r#"{"error":"not_found"}"#.to_owned())
-        };
+        let (status, out) = honest_answer(b, port, &path);
         let (bytes, enc) = if b.gzip {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             e.write_all(out.as_bytes()).unwrap();
@@ -755,6 +781,45 @@ fn serve_stub(s: TcpStream, b: &StubBehaviour, port: u16) {
         {
             return;
         }
+    }
+}
+
+/// What an honest stub IdP answers for `path` (already normalized): its JWKS (or the
+/// scripted one), its discovery document, a token signed by `b.signer` (or the scripted
+/// one), else 404. `port` is the stub's own, which names the issuer.
+pub fn honest_answer(b: &StubBehaviour, port: u16, path: &str) -> (u16, String) {
+    if path.starts_with("/.well-known/jwks.json") {
+        let scripted = b.script.jwks.lock().unwrap().clone();
+        (
+            200,
+            scripted.unwrap_or_else(|| {
+                json!({"keys": b.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+                    .to_string()
+            }),
+        )
+    } else if path.starts_with("/.well-known/openid-configuration") {
+        (
+            200,
+            json!({"issuer": format!("http://127.0.0.1:{port}")}).to_string(),
+        )
+    } else if path.starts_with("/oauth/token") {
+        let scripted = b.script.token.lock().unwrap().clone();
+        let token = if let Some(t) = scripted {
+            t
+        } else if b.opaque {
+            "opaque-token-value".to_owned()
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let claims = json!({"iss": format!("http://127.0.0.1:{port}"), "sub": "svc-basic", "aud": "https://api.example.com",
+                "iat": now, "exp": now + 600, "scope": b.scope, "client_id": "svc-basic"});
+            tokenhook::token::sign(&b.signer, Some("at+jwt"), claims.as_object().unwrap()).unwrap()
+        };
+        (200, json!({"access_token": token, "token_type": "Bearer", "expires_in": 600, "scope": b.scope}).to_string())
+    } else {
+        (404, r#"{"error":"not_found"}"#.to_owned())
     }
 }
 

@@ -200,6 +200,31 @@ async fn tampered_payload_fails_the_signature() {
     );
 }
 
+// The refresher's fetch failed a moment ago, so a request's own refresh is skipped by
+// the rate limit: with no key set held, that is still the JWKS being unavailable.
+// Breaks if it is reported as an unknown kid (the client would get "failed
+// verification" instead of a retryable error).
+#[tokio::test]
+async fn no_keys_yet_is_unavailable_even_when_the_refresh_is_skipped() {
+    let k = key(Algorithm::ES256);
+    let src = FakeSource::new(jwks(&[&k]), Duration::ZERO);
+    *src.fail.lock().unwrap() = Some("connection refused".into());
+    let v = Verifier::new(
+        src.clone(),
+        vec![Algorithm::ES256],
+        30,
+        Duration::from_secs(60),
+    );
+    assert!(v.refresh(false).await.is_err());
+    let t = token(&k, json!({"exp": NOW + 10}));
+    assert!(matches!(
+        v.verify(&t, NOW).await,
+        Err(VerifyError::JwksUnavailable(_))
+    ));
+    // Skipped, not fetched again.
+    assert_eq!(src.fetches.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn unreachable_jwks_is_reported() {
     struct Down;
