@@ -100,6 +100,8 @@ struct State {
     fetched_at: Option<Instant>,
     /// The last refresh attempt, successful or not: the rate limit counts from here.
     attempted_at: Option<Instant>,
+    /// The last refresh a request triggered (an unknown `kid`): the rate limit of those.
+    triggered_at: Option<Instant>,
 }
 
 /// Upstream key cache and verifier, shared by every request.
@@ -160,6 +162,7 @@ impl Verifier {
                 keys: Arc::new(Vec::new()),
                 fetched_at: None,
                 attempted_at: None,
+                triggered_at: None,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),
             issuer: RwLock::new(None),
@@ -218,8 +221,15 @@ impl Verifier {
             // Someone refreshed while we waited for the lock.
             return Ok(Refresh::Skipped);
         }
-        if rate_limited && attempted.is_some_and(|t| t.elapsed() < self.min_refresh) {
-            return Ok(Refresh::Skipped);
+        if rate_limited {
+            // Held back by a good fetch or another request's attempt within
+            // `min_refresh`, but not by failed periodic attempts: after an IdP outage
+            // the key it came back with is fetched by the first token that needs it.
+            let st = self.read();
+            let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < self.min_refresh);
+            if recent(st.fetched_at) || recent(st.triggered_at) {
+                return Ok(Refresh::Skipped);
+            }
         }
         let result = match self.source.fetch().await {
             Ok(body) => parse_jwks(&body),
@@ -232,6 +242,9 @@ impl Verifier {
         }
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         st.attempted_at = Some(Instant::now());
+        if rate_limited {
+            st.triggered_at = st.attempted_at;
+        }
         let counter = self.counters.as_ref();
         match result {
             Ok(keys) => {

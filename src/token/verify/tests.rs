@@ -100,6 +100,29 @@ async fn unknown_kid_refreshes_once_then_is_rate_limited() {
     assert_eq!(src.fetches.load(Ordering::SeqCst), 1);
 }
 
+// Breaks if failed periodic refreshes during an IdP outage hold back the refresh a
+// token with the key the IdP came back with triggers (its tokens would fail for up to
+// `jwks_min_refresh_seconds` after the IdP is back).
+#[tokio::test]
+async fn after_an_outage_a_new_key_is_fetched_at_once() {
+    let old = key(Algorithm::RS256);
+    let new = key(Algorithm::RS256);
+    let (v, src) = verifier(&[&old], &[Algorithm::RS256]);
+    *src.fail.lock().unwrap() = Some("connection refused".into());
+    assert!(v.refresh(false).await.is_err());
+    assert!(v.refresh(false).await.is_err());
+    *src.fail.lock().unwrap() = None;
+    *src.jwks.lock().unwrap() = jwks(&[&new]);
+    let t = token(&new, json!({"exp": NOW + 10}));
+    assert!(v.verify(&t, NOW).await.is_ok());
+    // And a second unknown kid right after is still rate limited.
+    let rogue = key(Algorithm::RS256);
+    let before = src.fetches.load(Ordering::SeqCst);
+    let r = token(&rogue, json!({"exp": NOW + 10}));
+    assert!(v.verify(&r, NOW).await.is_err());
+    assert_eq!(src.fetches.load(Ordering::SeqCst), before);
+}
+
 #[tokio::test]
 async fn rotated_upstream_key_is_picked_up_by_refresh() {
     let old = key(Algorithm::RS256);
@@ -217,12 +240,15 @@ async fn no_keys_yet_is_unavailable_even_when_the_refresh_is_skipped() {
     );
     assert!(v.refresh(false).await.is_err());
     let t = token(&k, json!({"exp": NOW + 10}));
-    assert!(matches!(
-        v.verify(&t, NOW).await,
-        Err(VerifyError::JwksUnavailable(_))
-    ));
-    // Skipped, not fetched again.
-    assert_eq!(src.fetches.load(Ordering::SeqCst), 1);
+    // The first request tries once itself (a failed periodic attempt does not hold it
+    // back), the next is inside min_refresh and skipped: both are unavailable.
+    for fetches in [2, 2] {
+        assert!(matches!(
+            v.verify(&t, NOW).await,
+            Err(VerifyError::JwksUnavailable(_))
+        ));
+        assert_eq!(src.fetches.load(Ordering::SeqCst), fetches);
+    }
 }
 
 #[tokio::test]
