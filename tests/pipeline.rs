@@ -438,6 +438,22 @@ fn path_variants_encodings_and_ambiguous_bodies_cannot_skip_the_hook() {
         let (_, claims) = lenient.verify(r.json()["access_token"].as_str().unwrap());
         assert_eq!(claims["https://foo.com/claim"], "bar", "{path}");
     }
+    // Other methods that carry the body, in any case, reach the token route too.
+    for method in ["post", "PUT", "Post"] {
+        let req = form_post("/oauth/token", "x", &auth, "grant_type=client_credentials")
+            .replacen("POST", method, 1);
+        let r = raw_request(lenient.port, &req).unwrap();
+        if r.status == 200 {
+            let (_, claims) = lenient.verify(r.json()["access_token"].as_str().unwrap());
+            assert_eq!(claims["https://foo.com/claim"], "bar", "{method}");
+        } else {
+            assert!(
+                r.header("x-stub").is_none(),
+                "{method} reached the IdP: {}",
+                r.text()
+            );
+        }
+    }
     // Request targets the HTTP parser may refuse outright: refused is fine, relayed
     // with the stub's own token is not.
     for path in ["oauth/token", "oauth/./token"] {

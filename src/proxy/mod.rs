@@ -128,7 +128,9 @@ impl ProxyHttp for TokenProxy {
                 respond_error(session, ctx, &err).await?;
                 return Ok(true);
             }
-            if method == http::Method::POST {
+            // Any method that can carry a body, in any case: an IdP that reads a token
+            // request from `post` or `PUT` must not be reached around the hook.
+            if token_route::carries_a_body(&method) {
                 token_route::handle(&self.app, session, ctx, token_route::Path::Token).await?;
                 return Ok(true);
             }

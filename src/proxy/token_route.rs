@@ -189,10 +189,19 @@ pub enum Path {
     Other,
 }
 
-/// Whether a request on another path is read here rather than streamed: a POST whose
-/// body a token endpoint would read (form, JSON, or no content type).
+/// Methods that may carry a token request's body: anything but the safe ones, compared
+/// without case (HTTP methods are case-sensitive, but not every server in front of an
+/// IdP treats them so).
+pub fn carries_a_body(method: &http::Method) -> bool {
+    !["GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"]
+        .iter()
+        .any(|m| method.as_str().eq_ignore_ascii_case(m))
+}
+
+/// Whether a request on another path is read here rather than streamed: a request with
+/// a body a token endpoint would read (form, JSON, or no content type).
 pub fn may_be_token_request(req: &RequestHeader) -> bool {
-    if req.method != http::Method::POST {
+    if !carries_a_body(&req.method) {
         return false;
     }
     let media = req
