@@ -110,6 +110,11 @@ impl FaultIdp {
 
     /// Misbehaves with `fault` on every path starting with `path`.
     pub fn set(&self, path: &str, fault: Fault) {
+        // Compressed here, not while answering: compressing megabytes in a debug build
+        // takes longer than the sidecar's upstream timeout on a loaded machine.
+        if let Fault::GzipBomb(n) = fault {
+            gzip_bomb(n);
+        }
         self.state
             .faults
             .lock()
@@ -287,15 +292,7 @@ fn serve(s: TcpStream, st: &State) {
                 ok && write(&mut w, &[b"\"}"])
             }
             Some(Fault::GzipBomb(n)) => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-                let zeros = vec![b' '; 0x10000];
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(zeros.len());
-                    e.write_all(&zeros[..k]).unwrap();
-                    left -= k;
-                }
-                let gz = e.finish().unwrap();
+                let gz = gzip_bomb(n);
                 let framing = format!("Content-Encoding: gzip\r\n{}", cl(gz.len()));
                 write(&mut w, &[head(status, &framing).as_bytes(), &gz])
             }
@@ -337,4 +334,25 @@ fn cl(n: usize) -> String {
 /// Writes all parts; false once the peer is gone.
 fn write(w: &mut TcpStream, parts: &[&[u8]]) -> bool {
     parts.iter().all(|p| w.write_all(p).is_ok()) && w.flush().is_ok()
+}
+
+/// `n` spaces, gzip-compressed, made once per size.
+fn gzip_bomb(n: usize) -> std::sync::Arc<Vec<u8>> {
+    static MADE: std::sync::OnceLock<Mutex<HashMap<usize, std::sync::Arc<Vec<u8>>>>> =
+        std::sync::OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    if let Some(gz) = made.lock().unwrap().get(&n) {
+        return gz.clone();
+    }
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let spaces = vec![b' '; 0x10000];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(spaces.len());
+        e.write_all(&spaces[..k]).unwrap();
+        left -= k;
+    }
+    let gz = std::sync::Arc::new(e.finish().unwrap());
+    made.lock().unwrap().insert(n, gz.clone());
+    gz
 }
