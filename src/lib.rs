@@ -32,6 +32,9 @@ pub(crate) mod connections;
 pub(crate) mod demo;
 pub mod error;
 pub(crate) mod exchange;
+/// Fuzz target bodies for `fuzz/` and `tests/fuzz_smoke.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod keys;
 pub(crate) mod metrics;
