@@ -379,12 +379,12 @@ fn check_accepted(claims: &Map<String, Value>) {
         .and_then(Value::as_f64)
         .expect("accepted without a numeric exp");
     assert!(
-        exp >= 0.0 && exp.floor() as u64 + LEEWAY > NOW,
+        exp >= 0.0 && (exp.floor() as u64).saturating_add(LEEWAY) > NOW,
         "expired: {exp}"
     );
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_f64().expect("numeric nbf");
-        assert!(nbf >= 0.0 && nbf.ceil() as u64 <= NOW + LEEWAY);
+        assert!(nbf >= 0.0 && nbf.ceil() as u64 <= NOW.saturating_add(LEEWAY));
     }
     assert_eq!(claims.get("iss").and_then(Value::as_str), Some(ISSUER));
 }
