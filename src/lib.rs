@@ -34,6 +34,9 @@ pub(crate) mod demo;
 pub(crate) mod discovery;
 pub mod error;
 pub(crate) mod exchange;
+/// Fuzz target bodies for `fuzz/` and `tests/fuzz_smoke.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod keys;
 pub(crate) mod metrics;

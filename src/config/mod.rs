@@ -442,11 +442,27 @@ fn parse_url(s: &str, key: &str, upstream: bool, err: validate::Err) -> Option<U
     }
 }
 
+thread_local! {
+    /// Whether `resolve` may ask the system resolver about host names. Always true but
+    /// on a fuzzing thread (`crate::fuzzing`): arbitrary configs must not send DNS
+    /// queries nor wait on them, so there only IP literals resolve.
+    static NAME_LOOKUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Turns host-name lookups in `resolve` off (or back on) for the calling thread.
+pub(crate) fn set_name_lookups(on: bool) {
+    NAME_LOOKUPS.with(|c| c.set(on));
+}
+
 fn resolve(url: &Url, key: &str, err: validate::Err) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     let host = url.host_str()?;
     let port = url.port_or_known_default()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if !NAME_LOOKUPS.with(std::cell::Cell::get) && host.parse::<std::net::IpAddr>().is_err() {
+        err(key, format!("host {host:?}: name lookups are off here"));
+        return None;
+    }
     match (host, port).to_socket_addrs() {
         Ok(mut addrs) => addrs.next().or_else(|| {
             err(key, format!("host {host:?} resolves to no address"));

@@ -56,6 +56,9 @@ fn basic_client_id(req: &RequestHeader) -> Option<String> {
         .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, _) = decoded.split_once(':')?;
+    // The whole user part is one form-encoded value: a raw `&` in it is not a separator
+    // (parsed as a form, "a&b" would become the client "a" while the IdP reads "a&b").
+    let id = id.replace('&', "%26");
     let id: String = form_urlencoded::parse(format!("x={id}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())?;
@@ -91,6 +94,19 @@ mod tests {
         assert_eq!(t.client_id.as_deref(), Some("svc:basic"));
         assert_eq!(t.scope, Some(vec!["a".into(), "b".into()]));
         assert!(!t.params.contains_key("client_secret"));
+    }
+
+    #[test]
+    fn basic_user_with_a_raw_ampersand_is_one_client_id() {
+        // Found by fuzzing (fuzz/corpus/token_request/regression-basic-ampersand):
+        // "a&b+c%26d:secret" was read as client "a".
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "a&b+c%26d:s")
+        );
+        let r = req("application/x-www-form-urlencoded", Some(&auth));
+        let t = parse_token_request(&r, b"grant_type=client_credentials").unwrap();
+        assert_eq!(t.client_id.as_deref(), Some("a&b c&d"));
     }
 
     #[test]

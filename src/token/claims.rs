@@ -272,9 +272,17 @@ pub fn apply(
     }
     let before = token_scopes(&payload).unwrap_or_default();
     let (scopes, scope_changed) = match effect.scope {
-        Some(mut s) => {
+        Some(asked) => {
+            // RFC 6749 §3.3: a scope token holds no whitespace. An entry that does is
+            // several scopes, as the token reads it back once they are joined with
+            // spaces, so it is split here and the result matches the token.
             let mut seen = std::collections::HashSet::new();
-            s.retain(|x| !x.is_empty() && seen.insert(x.clone()));
+            let mut s: Vec<String> = asked
+                .iter()
+                .flat_map(|x| x.split_whitespace())
+                .filter(|x| seen.insert(*x))
+                .map(str::to_owned)
+                .collect();
             if effect.form == EffectForm::Action {
                 // D6: target scopes never exceed what the IdP granted.
                 s.retain(|x| before.contains(x));
@@ -329,6 +337,17 @@ mod tests {
         assert_eq!(out.payload["exp"], json!(1_700_000_000u64));
         assert!(out.scope_changed);
         assert!(out.ignored.is_empty());
+    }
+
+    #[test]
+    fn scope_entries_with_whitespace_are_split() {
+        // Found by fuzzing (fuzz/corpus/claims/regression-scope-whitespace): ["a b", "a"]
+        // was reported as two scopes but written as "a b a", which reads as three.
+        let e = legacy_effect(Some(json!({"scope": ["a b", "a", " c\t"]}))).unwrap();
+        let out = apply(payload(), e, STRICT).unwrap();
+        assert_eq!(out.scopes, vec!["a", "b", "c"]);
+        assert_eq!(out.payload["scope"], "a b c");
+        assert_eq!(token_scopes(&out.payload).unwrap(), out.scopes);
     }
 
     #[test]

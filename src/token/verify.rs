@@ -719,5 +719,38 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<CachedKey>, String> {
     Ok(keys)
 }
 
+/// The JWKS fuzz target's body (`crate::fuzzing::jwks`), here because the key cache is
+/// private: `parse_jwks` on arbitrary bytes, its caps, then key selection and a
+/// signature check against whatever keys it kept.
+pub(crate) fn fuzz_parse_jwks(body: &[u8]) {
+    let Ok(keys) = parse_jwks(body) else {
+        return;
+    };
+    assert!(body.len() <= MAX_JWKS_BYTES);
+    assert!(!keys.is_empty() && keys.len() <= MAX_JWKS_KEYS);
+    const ALGS: [Algorithm; 6] = [
+        Algorithm::RS256,
+        Algorithm::PS384,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+        Algorithm::HS256,
+    ];
+    for alg in ALGS {
+        for kid in [None, keys[0].kid.as_deref()] {
+            let found = candidates(&keys, kid, alg);
+            assert!(found.len() <= MAX_CANDIDATES);
+            for &i in &found {
+                let k = &keys[i];
+                assert_eq!(k.key.family(), alg.family());
+                assert!(k.alg.is_none_or(|a| a == alg));
+                assert!(kid.is_none() || k.kid.as_deref() == kid);
+                // A well-formed but wrong signature: never valid, never a panic.
+                assert!(!signed_by(&k.key, "e30.e30", "c2lnbmF0dXJl", alg));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
