@@ -130,14 +130,21 @@ impl UpstreamClient {
                     UpstreamError::Io(format!("WriteError ({:?})", e.kind())),
                 ));
             }
-            Err(_) => return Err((false, UpstreamError::Io("WriteTimedout".into()))),
+            Err(_) => return Err((false, UpstreamError::Timeout(self.timeout))),
         }
         let mut session = HttpSession::new_with_options(stream, &self.peer);
         session.read_timeout = Some(self.io_timeout);
         // Only the error's kind: pingora's error text can quote the raw response buffer,
         // which holds the IdP's token.
-        let io = |e: Box<pingora::Error>| {
-            UpstreamError::Io(format!("{} ({:?})", e.etype().as_str(), e.esource()))
+        // A read that timed out is the IdP not answering in time, whichever of the read
+        // timeout and the total one fires first (both are `upstream.timeout_ms`): the
+        // client gets the same 504 either way.
+        let timeout = self.timeout;
+        let io = move |e: Box<pingora::Error>| match e.etype() {
+            pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
+                UpstreamError::Timeout(timeout)
+            }
+            _ => UpstreamError::Io(format!("{} ({:?})", e.etype().as_str(), e.esource())),
         };
         if let Err(mut e) = read_final_header(&mut session).await {
             e.retry.decide_reuse(reused);
