@@ -4,6 +4,19 @@ use crate::exchange::TokenRequest;
 use pingora::http::RequestHeader;
 use serde_json::{Map, Value};
 
+/// The media type of a message (`Content-Type` without parameters, lowercased), if it
+/// names one.
+pub fn media_type(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get("content-type")?.to_str().ok()?;
+    Some(
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// Parses a form-urlencoded or JSON token request. A request the sidecar cannot read
 /// exactly as the IdP would is refused rather than passed through, since passing it
 /// would hand out an IdP token that skipped the hook.
@@ -15,15 +28,9 @@ pub fn parse_token_request(req: &RequestHeader, body: &[u8]) -> Result<TokenRequ
     {
         return Err("compressed token requests are not supported");
     }
-    let content_type = req
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let media = content_type.split(';').next().unwrap_or("").trim();
+    let media = media_type(&req.headers).unwrap_or_default();
     let mut params = Map::new();
-    match media {
+    match media.as_str() {
         "application/json" => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(obj)) => params = obj,
             _ => return Err("the request body is not a JSON object"),

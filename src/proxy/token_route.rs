@@ -204,17 +204,7 @@ pub fn may_be_token_request(req: &RequestHeader) -> bool {
     if !carries_a_body(&req.method) {
         return false;
     }
-    let media = req
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+    let media = super::body::media_type(&req.headers);
     matches!(
         media.as_deref(),
         None | Some("") | Some("application/x-www-form-urlencoded") | Some("application/json")
@@ -436,17 +426,7 @@ fn token_response(
 
 /// Whether the response's media type is JSON (`application/json`, or `+json`).
 fn declares_json(header: &ResponseHeader) -> bool {
-    header
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+    super::body::media_type(&header.headers)
         .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
