@@ -356,6 +356,14 @@ impl Sidecar {
         verify_with(&self.jwks(), token, &self.url(""))
     }
 
+    /// Asserts that `r` is a 200 whose token verifies against the served JWKS and carries
+    /// the seed hook's claim: the request went through the hook.
+    pub fn assert_hooked(&self, r: &RawResponse, what: &str) {
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        let (_, claims) = self.verify(r.json()["access_token"].as_str().unwrap());
+        assert_eq!(claims["https://foo.com/claim"], "bar", "{what}");
+    }
+
     pub fn hooks_dir(&self) -> PathBuf {
         self.dir.path().join("hooks")
     }
