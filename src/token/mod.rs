@@ -30,7 +30,8 @@ pub fn may_carry_token(content_type: Option<&str>, compressed: bool, body: &[u8]
             .windows(4)
             .any(|w| w.eq_ignore_ascii_case(b"json"))
     });
-    json && (compressed || body.windows(12).any(|w| w == b"access_token"))
+    // memchr's SIMD search: a plain window scan cost a third of parsing the body.
+    json && (compressed || memchr::memmem::find(body, b"access_token").is_some())
 }
 
 /// Signs `payload` with `key`; the header carries `alg`, the upstream's `typ` and our `kid`.
