@@ -225,16 +225,7 @@ impl Defaults {
         let secrets = entry
             .secrets
             .iter()
-            .filter_map(|(k, r)| {
-                let v = match (&r.env, &r.file) {
-                    (Some(var), None) => env(var),
-                    (None, Some(f)) => std::fs::read_to_string(dir.join(f))
-                        .ok()
-                        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned()),
-                    _ => None,
-                };
-                v.map(|v| (k.clone(), v))
-            })
+            .filter_map(|(k, r)| r.resolve(dir, &env).ok().map(|v| (k.clone(), v)))
             .collect();
         Defaults {
             timeout: entry

@@ -44,6 +44,26 @@ pub struct SecretRef {
     pub file: Option<String>,
 }
 
+impl SecretRef {
+    /// The secret's value: the variable's, or the file's without a trailing newline
+    /// (files in the hooks folder are taken relative to it).
+    pub fn resolve(
+        &self,
+        dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => {
+                env(var).ok_or_else(|| format!("environment variable {var} is not set"))
+            }
+            (None, Some(f)) => std::fs::read_to_string(dir.join(f))
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read secret file {f}: {e}")),
+            _ => Err("give exactly one of `env` or `file`".to_owned()),
+        }
+    }
+}
+
 /// The enabled hook, ready for the engine.
 #[derive(Clone)]
 pub struct HookSpec {
@@ -141,16 +161,7 @@ pub fn load_named(
     let mut secrets = BTreeMap::new();
     for (key, r) in &entry.secrets {
         let at = format!("hooks.dir/{MANIFEST}: hook.{name}.secrets.{key}");
-        let value = match (&r.env, &r.file) {
-            (Some(var), None) => {
-                env(var).ok_or_else(|| format!("environment variable {var} is not set"))
-            }
-            (None, Some(f)) => std::fs::read_to_string(dir.join(f))
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read secret file {f}: {e}")),
-            _ => Err("give exactly one of `env` or `file`".to_owned()),
-        };
-        match value {
+        match r.resolve(dir, env) {
             Ok(v) => {
                 secrets.insert(key.clone(), v);
             }

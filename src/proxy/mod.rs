@@ -82,14 +82,11 @@ impl ProxyHttp for TokenProxy {
         ctx.start = Instant::now();
         ctx.request_id = request_id(session);
         let cfg = &self.app.config;
-        let (method, path, query_param) = {
+        let (method, path) = {
             let req = session.req_header();
             (
                 req.method.clone(),
                 crate::routes::normalize_path(req.uri.path()),
-                req.uri
-                    .query()
-                    .and_then(crate::routes::token_param_in_query),
             )
         };
         let get = method == http::Method::GET || method == http::Method::HEAD;
@@ -119,7 +116,9 @@ impl ProxyHttp for TokenProxy {
         }
         if path == self.app.config.routes.token {
             ctx.route = Route::Token;
-            if let Some(param) = query_param {
+            // Read only here: other routes' queries are the IdP's business.
+            let query = session.req_header().uri.query();
+            if let Some(param) = query.and_then(crate::routes::token_param_in_query) {
                 // D17: the IdP might read it, and decide on other parameters than ours.
                 ctx.outcome = Outcome::Rejected;
                 let err = OAuthError::invalid_request(format!(

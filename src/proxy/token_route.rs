@@ -505,6 +505,10 @@ fn peer(session: &Session, trusted: &[crate::client_ip::Cidr]) -> Peer {
     };
     Peer {
         ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| {
+            // Without trusted proxies the headers cannot count: not even collected.
+            if trusted.is_empty() {
+                return a.ip().to_string();
+            }
             crate::client_ip::client_ip(a.ip(), &all("x-forwarded-for"), &all("forwarded"), trusted)
                 .to_string()
         }),
