@@ -9,6 +9,8 @@ use std::time::Duration;
 pub const MANIFEST: &str = "hooks.toml";
 /// Auth0 allows at most 20 secrets per hook.
 pub const MAX_SECRETS: usize = 20;
+/// Auth0 allows at most 20 Actions bound to one trigger.
+pub const MAX_FLOW: usize = 20;
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +18,10 @@ pub struct Manifest {
     /// The one enabled hook, by name. Defaults to none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<String>,
+    /// The Actions bound to the credentials-exchange trigger, in execution order; they
+    /// run after the enabled Hook (D19). At most [`MAX_FLOW`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flow: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hook: BTreeMap<String, HookEntry>,
 }
@@ -32,6 +38,28 @@ pub struct HookEntry {
     /// Secret name → where its value comes from. Values are never stored here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// What `fetch` may reach from this hook; none means no network at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchPolicy>,
+}
+
+/// `[hook.NAME.fetch]`: the egress allow-list of one hook (deny by default).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchPolicy {
+    /// Origins (`scheme://host[:port]`) the hook may call; scheme, host and port must
+    /// match exactly.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Time limit of one request, redirects included. Defaults to the hook's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Largest response body read. Defaults to 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    /// Most requests one hook call may make. Defaults to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
 }
 
 /// Where a secret's value is read from.
