@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokenhook::config::HooksConfig;
 use tokenhook::hooks::HookPool;
 use tokenhook::hooks::engine::{Engine, Limits};
-use tokenhook::hooks::manifest::HookSpec;
+use tokenhook::hooks::manifest::{FlowSpec, HookSpec};
 use tokenhook::hooks::pool::WorkerCommand;
 use tokenhook::keys::{SigningKey, generate_pem};
 use tokenhook::token::claims::{self, ClaimPolicy};
@@ -39,20 +39,43 @@ fn payload() -> Map<String, Value> {
 }
 
 fn pool(source: &str) -> HookPool {
-    let spec = HookSpec {
-        name: "bench".into(),
-        path: "bench.js".into(),
-        source: source.into(),
-        timeout: Duration::from_secs(5),
-        secrets: Default::default(),
-    };
+    flow_pool(&[source], true)
+}
+
+/// A pool running `sources` as one flow (the first the Hook if `has_hook`).
+fn flow_pool(sources: &[&str], has_hook: bool) -> HookPool {
+    let steps = sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| HookSpec {
+            name: format!("bench{i}"),
+            path: "bench.js".into(),
+            source: (*source).into(),
+            timeout: Duration::from_secs(5),
+            secrets: Default::default(),
+            fetch: None,
+        })
+        .collect();
     let mut cfg = HooksConfig::defaults(".".into());
     cfg.workers = 1;
     let command = WorkerCommand {
         program: env!("CARGO_BIN_EXE_tokenhook").into(),
         args: vec![tokenhook::hooks::WORKER_ARG.into()],
     };
-    HookPool::start(spec, &cfg, command).unwrap()
+    HookPool::start(FlowSpec { steps, has_hook }, &cfg, command).unwrap()
+}
+
+/// An Action that sets `n` claims from the client's metadata, numbered from `from`: the
+/// flow benchmark splits nine of them over three Actions.
+fn claims_action(from: usize, n: usize) -> String {
+    let sets: String = (from..from + n)
+        .map(|i| {
+            format!(
+                "  api.accessToken.setCustomClaim('https://bench.example/c{i}', event.client.metadata.region + '-{i}');\n"
+            )
+        })
+        .collect();
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{sets}}};\n")
 }
 
 struct Static(bytes::Bytes);
@@ -95,12 +118,43 @@ fn bench_hooks(c: &mut Criterion) {
     let seed = pool(SEED);
     let c1 = call();
     g.bench_function("seed_through_pool", |b| {
-        b.iter(|| rt.block_on(seed.invoke(black_box(&c1))).result.unwrap())
+        b.iter(|| {
+            rt.block_on(seed.invoke(black_box(&c1)))
+                .last_result()
+                .unwrap()
+        })
     });
     let heavy = pool(HEAVY);
     g.bench_function("action_ten_claims_through_pool", |b| {
-        b.iter(|| rt.block_on(heavy.invoke(black_box(&c1))).result.unwrap())
+        b.iter(|| {
+            rt.block_on(heavy.invoke(black_box(&c1)))
+                .last_result()
+                .unwrap()
+        })
     });
+    g.finish();
+    // The flow's cost (issue: within 1.3x): three bound Actions setting three claims
+    // each, against one Action setting all nine, side by side in one run.
+    let mut g = c.benchmark_group("flow");
+    let one = flow_pool(&[&claims_action(0, 9)], false);
+    let (a, b2, c3) = (
+        claims_action(0, 3),
+        claims_action(3, 3),
+        claims_action(6, 3),
+    );
+    let three = flow_pool(&[&a, &b2, &c3], false);
+    for (name, p) in [
+        ("one_action_nine_claims", &one),
+        ("three_actions_three_claims_each", &three),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let inv = rt.block_on(p.invoke(black_box(&c1)));
+                assert!(inv.failure().is_none());
+                inv
+            })
+        });
+    }
     g.finish();
 }
 
@@ -182,7 +236,7 @@ fn bench_rewrite(c: &mut Criterion) {
             let p = rt
                 .block_on(v.verify(black_box(&upstream), 1_800_000_000))
                 .unwrap();
-            let effect = rt.block_on(seed.invoke(&c1)).result.unwrap();
+            let effect = rt.block_on(seed.invoke(&c1)).last_result().unwrap();
             let applied = claims::apply(p, effect, policy).unwrap();
             tokenhook::token::sign(&ours, Some("at+jwt"), &applied.payload).unwrap()
         })

@@ -90,6 +90,7 @@ fn main() {
         source,
         timeout: Duration::from_secs(5),
         secrets: Default::default(),
+        fetch: None,
     };
     let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
     // As the sidecar's default: one worker per core.
@@ -99,7 +100,14 @@ fn main() {
         program,
         args: vec![tokenhook::hooks::WORKER_ARG.into()],
     };
-    let pool = Arc::new(HookPool::start(spec, &cfg, command).expect("pool starts"));
+    let pool = Arc::new(
+        HookPool::start(
+            tokenhook::hooks::manifest::FlowSpec::single(spec),
+            &cfg,
+            command,
+        )
+        .expect("pool starts"),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -108,7 +116,9 @@ fn main() {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Warm up: workers get their drivers on this runtime.
-    rt.block_on(pool.invoke(&call())).result.expect("hook runs");
+    rt.block_on(pool.invoke(&call()))
+        .last_result()
+        .expect("hook runs");
     let (t0, c0) = (Instant::now(), ticks());
     rt.block_on(async {
         let tasks: Vec<_> = (0..conc)
@@ -117,7 +127,7 @@ fn main() {
                 tokio::spawn(async move {
                     let c = call();
                     while !stop.load(Ordering::Relaxed) {
-                        pool.invoke(&c).await.result.expect("hook runs");
+                        pool.invoke(&c).await.last_result().expect("hook runs");
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 })

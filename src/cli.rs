@@ -78,14 +78,32 @@ enum HooksCommand {
         #[command(subcommand)]
         command: SecretsCommand,
     },
-    /// Run a hook once, exactly as the sidecar would, and print what it does.
+    /// The bound Actions that run after the enabled Hook, in order (Auth0's flow).
+    Flow {
+        #[command(subcommand)]
+        command: FlowCommand,
+    },
+    /// Run a hook once (FILE), or the enabled Hook and the flow of the hooks folder
+    /// (no FILE), exactly as the sidecar would, and print what each step does.
     Run {
-        file: PathBuf,
+        file: Option<PathBuf>,
         #[arg(long)]
         event: PathBuf,
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Replace the bound Actions with NAME..., in this order (after checking each is an
+    /// Action that compiles); like Auth0's PATCH of the trigger's bindings.
+    Set {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Unbind every Action; the enabled Hook, if any, runs alone.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +259,50 @@ fn generate(alg: &str, out: &std::path::Path, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Starts `names` as a flow in one worker process with the configured limits, as the
+/// sidecar would load them (without their secrets): each must compile, and unless
+/// `as_hook` each must be an Action. Exit 1 when one does not.
+fn compiles(
+    dir: &std::path::Path,
+    m: &crate::hooks::manifest::Manifest,
+    names: &[String],
+    as_hook: bool,
+    cfg: &crate::config::HooksConfig,
+) -> Result<(), ExitCode> {
+    let mut steps = Vec::new();
+    for name in names {
+        let path = dir.join(m.file_for(name));
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            eprintln!("cannot read hook {name:?}: {e}");
+            ExitCode::from(2)
+        })?;
+        steps.push(crate::hooks::manifest::HookSpec {
+            name: name.clone(),
+            path,
+            source,
+            timeout: cfg.timeout,
+            secrets: Default::default(),
+            fetch: None,
+        });
+    }
+    let mut one = cfg.clone();
+    one.workers = 1;
+    let command = crate::hooks::pool::WorkerCommand::current_exe().map_err(|e| {
+        eprintln!("cannot locate the tokenhook binary: {e}");
+        ExitCode::from(2)
+    })?;
+    let spec = crate::hooks::manifest::FlowSpec {
+        steps,
+        has_hook: as_hook,
+    };
+    crate::hooks::HookPool::start(spec, &one, command)
+        .map(drop)
+        .map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Logging for commands that run servers without a config file.
 /// `tokenhook hooks …`: exit 0, 2 on a usage error (bad name, missing file), 64 for a
 /// config problem, 1 when the hook itself is at fault (does not compile).
@@ -274,7 +336,10 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         timeout_ms,
     } = command
     {
-        return crate::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg, &clients);
+        return match file {
+            Some(file) => crate::runner::run_cli(&file, &event, timeout_ms, &hooks_cfg, &clients),
+            None => crate::runner::run_dir_cli(&event, timeout_ms, &hooks_cfg, &clients),
+        };
     }
     if !dir.is_dir() {
         return usage(format!("--dir: no such folder: {}", dir.display()));
@@ -300,12 +365,34 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
     let result: Result<String, ExitCode> = (|| match command {
         HooksCommand::List => {
             let mut out = String::new();
+            // What a token request runs, in order: the enabled Hook, then the flow.
+            let order: Vec<(&str, &str)> = m
+                .enabled
+                .iter()
+                .map(|n| (n.as_str(), "Hook"))
+                .chain(m.flow.iter().map(|n| (n.as_str(), "Action")))
+                .collect();
+            if order.is_empty() {
+                out.push_str("runs: nothing (no Hook enabled, no Action bound)\n");
+            } else {
+                out.push_str("runs, in order:\n");
+                for (i, (name, what)) in order.iter().enumerate() {
+                    out.push_str(&format!("  {}. {name} ({what})\n", i + 1));
+                }
+            }
+            out.push_str("all hooks (the enabled Hook is starred):\n");
             for name in &known {
                 let entry = m.hook.get(name).cloned().unwrap_or_default();
                 let on = m.enabled.as_deref() == Some(name.as_str());
+                let bound = m
+                    .flow
+                    .iter()
+                    .position(|n| n == name)
+                    .map(|i| format!("\tbound={}", i + 1))
+                    .unwrap_or_default();
                 let secrets: Vec<&String> = entry.secrets.keys().collect();
                 out.push_str(&format!(
-                    "{} {name}\tfile={}\ttimeout_ms={}\tsecrets=[{}]\n",
+                    "{} {name}\tfile={}\ttimeout_ms={}\tsecrets=[{}]{bound}\n",
                     if on { "*" } else { " " },
                     m.file_for(name),
                     entry
@@ -343,25 +430,13 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
         }
         HooksCommand::Enable { name } => {
             must_exist(&name)?;
-            // Refuse to enable what would not run, as the sidecar would refuse to load it.
-            let source = std::fs::read_to_string(dir.join(m.file_for(&name)))
-                .map_err(|e| usage(format!("cannot read hook {name:?}: {e}")))?;
-            // In a worker process with the configured limits, as the sidecar would.
-            let spec = crate::hooks::manifest::HookSpec {
-                name: name.clone(),
-                path: dir.join(m.file_for(&name)),
-                source,
-                timeout: hooks_cfg.timeout,
-                secrets: Default::default(),
-            };
-            let mut one = hooks_cfg.clone();
-            one.workers = 1;
-            let command = crate::hooks::pool::WorkerCommand::current_exe()
-                .map_err(|e| usage(format!("cannot locate the tokenhook binary: {e}")))?;
-            if let Err(e) = crate::hooks::HookPool::start(spec, &one, command) {
-                eprintln!("hook {name:?}: {e}");
-                return Err(ExitCode::FAILURE);
+            if m.flow.contains(&name) {
+                return Err(usage(format!(
+                    "hook {name:?} is a bound Action; unbind it (`tokenhook hooks flow set …`) before enabling it as the Hook"
+                )));
             }
+            // Refuse to enable what would not run, as the sidecar would refuse to load it.
+            compiles(&dir, &m, std::slice::from_ref(&name), true, &hooks_cfg)?;
             m.enabled = Some(name.clone());
             m.write(&dir)
                 .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
@@ -429,6 +504,44 @@ fn hooks_command(dir: Option<PathBuf>, config: Option<PathBuf>, command: HooksCo
             // The value is never printed back.
             Ok(format!(
                 "set secret {key} of hook {name:?} (stored in {rel}, mode 0600)\n"
+            ))
+        }
+        HooksCommand::Flow {
+            command: FlowCommand::Set { names },
+        } => {
+            for name in &names {
+                must_exist(name)?;
+            }
+            let mut next = Manifest {
+                flow: names.clone(),
+                ..Default::default()
+            };
+            next.enabled = m.enabled.clone();
+            if let Some((_, msg)) = next.flow_problems().into_iter().next() {
+                return Err(usage(msg));
+            }
+            // Each must be an Action that compiles, checked as the sidecar loads them.
+            compiles(&dir, &m, &names, false, &hooks_cfg)?;
+            m.flow = names.clone();
+            m.write(&dir)
+                .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            Ok(format!(
+                "bound {} Action{} in this order: {}\n",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(" > ")
+            ))
+        }
+        HooksCommand::Flow {
+            command: FlowCommand::Clear,
+        } => {
+            let n = m.flow.len();
+            m.flow.clear();
+            m.write(&dir)
+                .map_err(|e| usage(format!("cannot write the manifest: {e}")))?;
+            Ok(format!(
+                "unbound {n} Action{}\n",
+                if n == 1 { "" } else { "s" }
             ))
         }
         HooksCommand::Run { .. } => unreachable!("handled above"),

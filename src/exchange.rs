@@ -7,7 +7,7 @@
 use crate::config::{ClientInfo, IssuerMode};
 use crate::error::OAuthError;
 use crate::hooks::engine::LogLine;
-use crate::hooks::{HookCall, HookClient, HookPool};
+use crate::hooks::{HookCall, HookClient, HookPool, StepRun};
 use crate::metrics::{HookOutcome, Outcome};
 use crate::token::claims::{self, ClaimPolicy, Ignored};
 use prometheus::IntCounter;
@@ -101,6 +101,8 @@ pub struct Exchanged {
     pub claims: Map<String, Value>,
     pub ignored: Vec<Ignored>,
     pub logs: Vec<LogLine>,
+    /// Each step of the flow that ran, for the runner's account of it.
+    pub steps: Vec<StepRun>,
 }
 
 /// Why no token is issued: what the client gets and how the request is counted.
@@ -109,6 +111,8 @@ pub struct Refused {
     pub outcome: Outcome,
     pub error: OAuthError,
     pub logs: Vec<LogLine>,
+    /// The steps that ran, the last one the one that refused.
+    pub steps: Vec<StepRun>,
 }
 
 impl Refused {
@@ -117,6 +121,7 @@ impl Refused {
             outcome,
             error,
             logs: Vec::new(),
+            steps: Vec::new(),
         }
     }
 }
@@ -189,80 +194,107 @@ impl Exchange<'_> {
         peer: &Peer,
         request_id: &str,
     ) -> Result<Exchanged, Refused> {
-        let (effect, logs) = match self.hook.as_deref() {
-            // No enabled hook: the token is re-signed as the IdP issued it.
-            None => (claims::HookEffect::default(), Vec::new()),
-            Some(hook) => {
-                let call = HookCall {
-                    client: self.client_for(&client_id(&upstream, req, request_id)),
-                    scope: claims::token_scopes(&upstream),
-                    audience: audience(&upstream),
-                    requested_scope: req.scope.clone(),
-                    body: req.params.clone(),
-                    ip: peer.ip.clone(),
-                    user_agent: peer.user_agent.clone(),
-                    hostname: peer.hostname.clone(),
-                    language: peer.language.clone(),
-                    method: peer.method.clone().unwrap_or_else(|| "POST".into()),
-                    request_id: request_id.to_owned(),
-                };
-                let inv = hook.invoke(&call).await;
-                if self.log_console {
-                    crate::hooks::emit_logs(hook.name(), request_id, &inv.logs);
-                }
-                match inv.result {
-                    Ok(effect) => (effect, inv.logs),
-                    Err(f) => {
-                        hook.count(f.hook_outcome());
-                        tracing::warn!(request_id, hook = hook.name(), outcome = f.hook_outcome().label(),
-                            error = %f.error().description(), "hook failed");
-                        return Err(Refused {
-                            outcome: f.request_outcome(),
-                            error: f.into_error(),
-                            logs: inv.logs,
-                        });
-                    }
-                }
-            }
+        let Some(hook) = self.hook.as_deref() else {
+            // No enabled hook and no flow: the token is re-signed as the IdP issued it.
+            let applied = claims::apply_flow(upstream, None, None, self.policy).map_err(|e| {
+                Refused::new(Outcome::HookError, OAuthError::server_error(e.to_string()))
+            })?;
+            return Ok(self.finish(applied, Vec::new()));
         };
-        let applied = match claims::apply(upstream, effect, self.policy) {
+        let call = HookCall {
+            client: self.client_for(&client_id(&upstream, req, request_id)),
+            scope: claims::token_scopes(&upstream),
+            audience: audience(&upstream),
+            requested_scope: req.scope.clone(),
+            body: req.params.clone(),
+            ip: peer.ip.clone(),
+            user_agent: peer.user_agent.clone(),
+            hostname: peer.hostname.clone(),
+            language: peer.language.clone(),
+            method: peer.method.clone().unwrap_or_else(|| "POST".into()),
+            request_id: request_id.to_owned(),
+        };
+        let inv = hook.invoke(&call).await;
+        if self.log_console {
+            for s in &inv.steps {
+                crate::hooks::emit_logs(hook.step(s.step), request_id, &s.logs);
+            }
+        }
+        // Each step that ran is counted under its own name; the steps after a failed
+        // one did not run and are not counted.
+        if let Some((at, f)) = inv.failure() {
+            for s in &inv.steps[..inv.steps.len() - 1] {
+                hook.count(s.step, HookOutcome::Ok);
+            }
+            hook.count(at, f.hook_outcome());
+            tracing::warn!(request_id, hook = hook.step(at), outcome = f.hook_outcome().label(),
+                error = %f.error().description(), "hook failed");
+            let outcome = f.request_outcome();
+            let error = f.clone().into_error();
+            return Err(Refused {
+                outcome,
+                error,
+                logs: inv.logs(),
+                steps: inv.steps,
+            });
+        }
+        let merged = inv.merged();
+        let applied = match claims::apply_flow(upstream, merged.hook, merged.actions, self.policy) {
             Ok(a) => a,
             Err(e) => {
-                if let Some(hook) = &self.hook {
-                    hook.count(HookOutcome::Error);
+                // The rules refused what the steps did together (D10): the last step
+                // made it so.
+                let last = inv.steps.last().map_or(0, |s| s.step);
+                for s in &inv.steps {
+                    let o = if s.step == last {
+                        HookOutcome::Error
+                    } else {
+                        HookOutcome::Ok
+                    };
+                    hook.count(s.step, o);
                 }
                 return Err(Refused {
                     outcome: Outcome::HookError,
                     error: OAuthError::server_error(e.to_string()),
-                    logs,
+                    logs: inv.logs(),
+                    steps: inv.steps,
                 });
             }
         };
-        if let Some(hook) = &self.hook {
-            hook.count(HookOutcome::Ok);
-            if !applied.ignored.is_empty() {
-                if let Some(c) = self.ignored_claims {
-                    c.inc_by(applied.ignored.len() as u64);
-                }
-                for i in &applied.ignored {
-                    tracing::info!(request_id, hook = hook.name(), claim = %i.claim, reason = i.reason, "hook claim ignored");
-                }
+        for s in &inv.steps {
+            hook.count(s.step, HookOutcome::Ok);
+        }
+        if !applied.ignored.is_empty() {
+            if let Some(c) = self.ignored_claims {
+                c.inc_by(applied.ignored.len() as u64);
+            }
+            for i in &applied.ignored {
+                tracing::info!(request_id, hook = hook.name(), claim = %i.claim, reason = i.reason, "hook claim ignored");
             }
         }
+        let logs = inv.logs();
+        let mut out = self.finish(applied, logs);
+        out.steps = inv.steps;
+        Ok(out)
+    }
+
+    /// The signed payload's issuer, and the result.
+    fn finish(&self, applied: claims::Applied, logs: Vec<LogLine>) -> Exchanged {
         let mut payload = applied.payload;
         let upstream_iss = payload.get("iss").and_then(Value::as_str);
         if let Some(iss) = self.issuer.issuer_for(upstream_iss) {
             let iss = Value::String(iss.to_owned());
             payload.insert("iss".into(), iss);
         }
-        Ok(Exchanged {
+        Exchanged {
             payload,
             scopes: applied.scopes,
             scope_changed: applied.scope_changed,
             claims: applied.claims,
             ignored: applied.ignored,
             logs,
-        })
+            steps: Vec::new(),
+        }
     }
 }
 
@@ -325,6 +357,7 @@ mod tests {
             claims: Map::new(),
             ignored: Vec::new(),
             logs: Vec::new(),
+            steps: Vec::new(),
         };
         let mut doc = params(json!({"access_token": "t", "scope": "a"}));
         ex(&["a"], false).rewrite_response_scope(&mut doc);

@@ -690,13 +690,10 @@ fn on_frame(tag: u8, payload: &[u8]) {
             let _ = serde_json::from_slice::<Value>(&payload[8..]);
         }
         protocol::TAG_FINISHED => {
-            let (outcome, _logs) =
-                crate::hooks::engine::parse_finished(&String::from_utf8_lossy(payload));
-            settle(outcome);
-        }
-        protocol::TAG_ENDED => {
-            if let Ok(done) = serde_json::from_slice::<protocol::Done>(payload) {
-                settle(done.outcome);
+            if let Ok(done) = protocol::Done::parse(payload) {
+                for step in done.steps {
+                    settle(step.outcome);
+                }
             }
         }
         _ => {}

@@ -1,14 +1,16 @@
-//! `tokenhook hooks run FILE --event EVENT.json`: runs a hook once through the same
-//! exchange core as the sidecar (`crate::exchange`: same worker process, engine, request
+//! `tokenhook hooks run FILE --event EVENT.json` (one hook) and `tokenhook hooks run
+//! --dir DIR --event EVENT.json` (the folder's enabled Hook and flow): runs them once
+//! through the same exchange core as the sidecar (`crate::exchange`: same worker process, engine, request
 //! filtering, defaults, rules and limits), and prints one JSON object saying what it
 //! would do to the token.
 
 use crate::config::{ClientInfo, HooksConfig, IssuerMode};
 use crate::error::OAuthError;
 use crate::exchange::{Exchange, Peer, TokenRequest};
-use crate::hooks::HookPool;
-use crate::hooks::manifest::HookSpec;
+use crate::hooks::engine::Form;
+use crate::hooks::manifest::{self, FlowSpec, HookSpec};
 use crate::hooks::pool::WorkerCommand;
+use crate::hooks::{HookPool, StepRun};
 use crate::token::claims::ClaimPolicy;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -99,28 +101,23 @@ impl Event {
     }
 }
 
-/// Runs `source` against `event` through the exchange core, as a token request with
-/// the same facts would run in the sidecar, and returns the runner's JSON.
+/// Runs `flow` against `event` through the exchange core, as a token request with
+/// the same facts would run in the sidecar, and returns the runner's JSON: the result,
+/// and what each step did.
 pub fn run(
-    source: String,
-    name: &str,
+    mut flow: FlowSpec,
     event: Event,
     cfg: &HooksConfig,
     command: WorkerCommand,
     registry: &HashMap<String, ClientInfo>,
-    defaults: Defaults,
 ) -> Value {
     let params = event.request_params();
-    let mut secrets = defaults.secrets;
-    secrets.extend(event.secrets.clone());
-    let spec = HookSpec {
-        name: name.to_owned(),
-        path: name.into(),
-        source,
-        timeout: defaults.timeout.unwrap_or(cfg.timeout),
-        secrets,
-    };
-    let pool = match HookPool::start(spec, cfg, command) {
+    // The event's secrets stand in for every step's (as a value the folder could not
+    // resolve here, such as an unset variable, would be).
+    for step in &mut flow.steps {
+        step.secrets.extend(event.secrets.clone());
+    }
+    let pool = match HookPool::start(flow, cfg, command) {
         Ok(p) => p,
         // What a request would get if the sidecar ran it (D1).
         Err(e) => return error_json(&OAuthError::server_error(e)),
@@ -152,8 +149,9 @@ pub fn run(
             metadata: event.client.metadata.clone().unwrap_or(registered.metadata),
         },
     )]);
+    let pool = Arc::new(pool);
     let exchange = Exchange {
-        hook: Some(Arc::new(pool)),
+        hook: Some(pool.clone()),
         clients: &clients,
         policy: ClaimPolicy {
             allow_unnamespaced: cfg.allow_unnamespaced_claims,
@@ -183,22 +181,54 @@ pub fn run(
     };
     match result {
         Ok(a) => {
-            json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": lines(&a.logs)})
+            json!({"outcome": "token", "claims": a.claims, "scope": a.scopes, "ignored": a.ignored, "logs": lines(&a.logs), "steps": steps_json(&pool, &a.steps)})
         }
         Err(refused) => {
             let mut out = error_json(&refused.error);
             out["logs"] = json!(lines(&refused.logs));
+            out["steps"] = steps_json(&pool, &refused.steps);
             out
         }
     }
 }
 
+/// Each step that ran, in order: its name and form, how it ended, what it asked for
+/// (claims, and scopes: a legacy Hook's replacement or an Action's target scopes,
+/// before the rules apply) and its console lines.
+fn steps_json(pool: &HookPool, steps: &[StepRun]) -> Value {
+    let form = |i: usize| match pool.form(i) {
+        Form::Legacy => "hook",
+        Form::Action => "action",
+    };
+    Value::Array(
+        steps
+            .iter()
+            .map(|s| {
+                let logs: Vec<&str> = s.logs.iter().map(|l| l.line.as_str()).collect();
+                match &s.result {
+                    Ok(effect) => json!({
+                        "name": pool.step(s.step), "form": form(s.step), "outcome": "ok",
+                        "set_claims": effect.claims, "scope": effect.scope, "logs": logs,
+                    }),
+                    Err(f) => json!({
+                        "name": pool.step(s.step), "form": form(s.step),
+                        "outcome": f.hook_outcome().label(),
+                        "error": f.error().code().as_str(),
+                        "error_description": f.error().description(), "logs": logs,
+                    }),
+                }
+            })
+            .collect(),
+    )
+}
+
 /// What the hooks folder says of the hook being run, when it is one of its hooks: the
-/// sidecar would run it with this time limit and these secrets.
+/// sidecar would run it with this time limit, these secrets and this egress policy.
 #[derive(Debug, Default)]
 pub struct Defaults {
     pub timeout: Option<Duration>,
     pub secrets: BTreeMap<String, String>,
+    pub fetch: Option<crate::hooks::manifest::FetchPolicy>,
 }
 
 impl Defaults {
@@ -234,10 +264,30 @@ impl Defaults {
                 .map(Duration::from_millis)
                 .or(Some(default_timeout)),
             secrets,
+            fetch: entry.fetch.clone(),
         }
     }
 }
 
+/// Reads and checks the event file; `Err` is the usage message.
+fn read_event(event: &Path, timeout_ms: Option<u64>) -> Result<Event, String> {
+    let text =
+        std::fs::read_to_string(event).map_err(|e| format!("--event {}: {e}", event.display()))?;
+    let event: Event = serde_json::from_str(&text)
+        .map_err(|e| format!("--event {}: not a valid event: {e}", event.display()))?;
+    if timeout_ms == Some(0) {
+        return Err("--timeout-ms: must be greater than 0".into());
+    }
+    Ok(event)
+}
+
+fn usage(msg: String) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(2)
+}
+
+/// `hooks run FILE`: one hook, with what the hooks folder says of it if it is one of
+/// the folder's.
 pub fn run_cli(
     file: &Path,
     event: &Path,
@@ -245,30 +295,14 @@ pub fn run_cli(
     cfg: &HooksConfig,
     registry: &HashMap<String, ClientInfo>,
 ) -> ExitCode {
-    let usage = |msg: String| {
-        eprintln!("{msg}");
-        ExitCode::from(2)
-    };
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => return usage(format!("{}: {e}", file.display())),
     };
-    let text = match std::fs::read_to_string(event) {
-        Ok(s) => s,
-        Err(e) => return usage(format!("--event {}: {e}", event.display())),
-    };
-    let event: Event = match serde_json::from_str(&text) {
+    let event = match read_event(event, timeout_ms) {
         Ok(e) => e,
-        Err(e) => {
-            return usage(format!(
-                "--event {}: not a valid event: {e}",
-                event.display()
-            ));
-        }
+        Err(m) => return usage(m),
     };
-    if timeout_ms == Some(0) {
-        return usage("--timeout-ms: must be greater than 0".into());
-    }
     let mut cfg = cfg.clone();
     cfg.workers = 1;
     if let Some(ms) = timeout_ms {
@@ -283,7 +317,72 @@ pub fn run_cli(
     if timeout_ms.is_some() {
         defaults.timeout = None;
     }
-    let out = run(source, name, event, &cfg, command, registry, defaults);
+    let spec = HookSpec {
+        name: name.to_owned(),
+        path: file.to_owned(),
+        source,
+        timeout: defaults.timeout.unwrap_or(cfg.timeout),
+        secrets: defaults.secrets,
+        fetch: defaults.fetch,
+    };
+    let out = run(FlowSpec::single(spec), event, &cfg, command, registry);
+    println!("{out}");
+    ExitCode::SUCCESS
+}
+
+/// `hooks run --dir DIR`: the enabled Hook and the bound Actions of the folder, loaded
+/// exactly as the sidecar loads them (`manifest::load_flow`); a secret the folder
+/// cannot resolve here may come from the event's `secrets`.
+pub fn run_dir_cli(
+    event: &Path,
+    timeout_ms: Option<u64>,
+    cfg: &HooksConfig,
+    registry: &HashMap<String, ClientInfo>,
+) -> ExitCode {
+    let event = match read_event(event, timeout_ms) {
+        Ok(e) => e,
+        Err(m) => return usage(m),
+    };
+    let mut cfg = cfg.clone();
+    cfg.workers = 1;
+    if let Some(ms) = timeout_ms {
+        cfg.timeout = Duration::from_millis(ms);
+    }
+    let given = event.secrets.clone();
+    let env = |var: &str| std::env::var(var).ok();
+    let flow = match manifest::load_flow(&cfg.dir, cfg.timeout, &env) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return usage(format!(
+                "{}: no Hook is enabled and no Action is bound; nothing would run",
+                cfg.dir.display()
+            ));
+        }
+        Err(problems) => {
+            // Unresolvable secrets the event supplies are not problems here.
+            let real: Vec<_> = problems
+                .into_iter()
+                .filter(|(k, _)| !given.keys().any(|g| k.ends_with(&format!(".secrets.{g}"))))
+                .collect();
+            if !real.is_empty() {
+                for (k, m) in &real {
+                    eprintln!("{k}: {m}");
+                }
+                return ExitCode::from(crate::server::EXIT_CONFIG);
+            }
+            match manifest::load_flow(&cfg.dir, cfg.timeout, &|var: &str| {
+                env(var).or_else(|| Some(String::new()))
+            }) {
+                Ok(Some(f)) => f,
+                _ => return usage(format!("{}: cannot load the flow", cfg.dir.display())),
+            }
+        }
+    };
+    let command = match WorkerCommand::current_exe() {
+        Ok(c) => c,
+        Err(e) => return usage(format!("cannot locate the tokenhook binary: {e}")),
+    };
+    let out = run(flow, event, &cfg, command, registry);
     println!("{out}");
     ExitCode::SUCCESS
 }

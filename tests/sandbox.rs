@@ -351,6 +351,7 @@ fn pool_with_command(
         source: source.into(),
         timeout,
         secrets: Default::default(),
+        fetch: None,
     };
     let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
     cfg.workers = workers;
@@ -361,7 +362,12 @@ fn pool_with_command(
         .enable_all()
         .build()
         .unwrap();
-    let pool = tokenhook::hooks::HookPool::start(spec, &cfg, command).unwrap();
+    let pool = tokenhook::hooks::HookPool::start(
+        tokenhook::hooks::manifest::FlowSpec::single(spec),
+        &cfg,
+        command,
+    )
+    .unwrap();
     (pool, rt)
 }
 
@@ -389,7 +395,7 @@ fn spawn_call(
     Result<tokenhook::token::claims::HookEffect, tokenhook::hooks::HookFailure>,
 > {
     let pool = pool.clone();
-    tokio::spawn(async move { pool.invoke(&client_call(&id)).await.result })
+    tokio::spawn(async move { pool.invoke(&client_call(&id)).await.last_result() })
 }
 
 fn calls_behind_a_bad_call_still_succeed(
@@ -521,7 +527,7 @@ fn a_malformed_answer_fails_only_its_own_call() {
         let bad = spawn_call(&pool, "bad".into());
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Pipelined behind the bad call in the one worker's pipe.
-        let good = pool.invoke(&client_call("good")).await.result;
+        let good = pool.invoke(&client_call("good")).await.last_result();
         let effect = good.unwrap_or_else(|e| panic!("the healthy call failed: {e:?}"));
         assert_eq!(effect.claims["https://x/id"], "good");
         let failure = bad.await.unwrap().unwrap_err();
@@ -563,13 +569,21 @@ fn a_worker_restarting_does_not_hold_up_calls_an_idle_worker_can_take() {
     let command = stand_in(SLOW_RESTART_WORKER, &[counter.to_str().unwrap()]);
     let (pool, rt) = pool_with_command("unused", Duration::from_secs(60), 0, 2, command);
     rt.block_on(async {
-        assert!(pool.invoke(&client_call("crash")).await.result.is_err());
+        assert!(
+            pool.invoke(&client_call("crash"))
+                .await
+                .last_result()
+                .is_err()
+        );
         // One worker is now restarting (30 s); the other is idle and must take every
         // call, also after it has served one (a bound far below the restart, not a
         // speed measurement).
         for i in 0..3 {
             let started = Instant::now();
-            let effect = pool.invoke(&client_call(&format!("good-{i}"))).await.result;
+            let effect = pool
+                .invoke(&client_call(&format!("good-{i}")))
+                .await
+                .last_result();
             assert!(effect.is_ok(), "{effect:?}");
             assert!(
                 started.elapsed() < Duration::from_secs(10),

@@ -49,6 +49,7 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("signing", "issuer", Kind::Str),
     ("hooks", "dir", Kind::Str),
     ("hooks", "timeout_ms", Kind::Int),
+    ("hooks", "flow_timeout_ms", Kind::Int),
     ("hooks", "workers", Kind::Int),
     ("hooks", "queue", Kind::Int),
     ("hooks", "allow_unnamespaced_claims", Kind::Bool),

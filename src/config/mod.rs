@@ -179,6 +179,9 @@ impl IssuerMode {
 pub struct HooksConfig {
     pub dir: PathBuf,
     pub timeout: Duration,
+    /// `hooks.flow_timeout_ms`: the Hook and every bound Action of one request together
+    /// (Auth0: 20 s per flow).
+    pub flow_timeout: Duration,
     pub workers: usize,
     pub queue: usize,
     pub allow_unnamespaced_claims: bool,

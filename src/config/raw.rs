@@ -112,6 +112,8 @@ pub struct RawHooks {
     pub dir: String,
     #[serde(default = "default_hook_timeout")]
     pub timeout_ms: u64,
+    #[serde(default = "default_flow_timeout")]
+    pub flow_timeout_ms: u64,
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(default = "default_queue")]
@@ -226,6 +228,11 @@ fn default_algorithm() -> String {
 fn default_hooks_dir() -> String {
     "hooks".into()
 }
+/// Auth0's limit for one execution of a trigger's flow.
+fn default_flow_timeout() -> u64 {
+    20_000
+}
+
 fn default_hook_timeout() -> u64 {
     5_000
 }

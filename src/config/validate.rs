@@ -289,6 +289,7 @@ impl HooksConfig {
         positive(
             &[
                 ("hooks.timeout_ms", raw.timeout_ms),
+                ("hooks.flow_timeout_ms", raw.flow_timeout_ms),
                 ("hooks.queue", raw.queue as u64),
                 ("hooks.loop_iteration_limit", raw.loop_iteration_limit),
                 ("hooks.recursion_limit", raw.recursion_limit as u64),
@@ -298,6 +299,7 @@ impl HooksConfig {
         HooksConfig {
             dir,
             timeout: Duration::from_millis(raw.timeout_ms),
+            flow_timeout: Duration::from_millis(raw.flow_timeout_ms),
             workers,
             queue: raw.queue,
             allow_unnamespaced_claims: raw.allow_unnamespaced_claims,

@@ -65,40 +65,43 @@ impl SharedCache {
         if ops.is_empty() {
             return;
         }
-        let mut e = self.lock();
-        e.retain(|_, v| v.expires_at > now);
-        for op in ops {
-            match op {
-                CacheOp::Delete { key } => {
-                    e.remove(&key);
-                }
-                CacheOp::Set {
-                    key,
-                    value,
-                    expires_at,
-                } => {
-                    if key.len() > MAX_KEY_BYTES
-                        || value.len() > MAX_VALUE_BYTES
-                        || expires_at <= now
-                    {
-                        continue;
-                    }
-                    let expires_at = expires_at.min(now + MAX_LIFETIME_MS);
-                    let old = e.insert(key.clone(), Entry { value, expires_at });
-                    let total: usize = e.iter().map(|(k, v)| k.len() + v.value.len()).sum();
-                    if e.len() > MAX_ENTRIES || total > MAX_TOTAL_BYTES {
-                        match old {
-                            Some(o) => e.insert(key, o),
-                            None => e.remove(&key),
-                        };
-                    }
-                }
-            }
-        }
+        apply_ops(&mut self.lock(), ops, now);
     }
 
     pub fn seed(&self, entries: BTreeMap<String, Entry>) {
         *self.lock() = entries;
+    }
+}
+
+/// Applies writes to a store with Auth0's limits: the shared store after a call, and a
+/// worker's snapshot between the steps of a flow, whose Actions share the trigger's
+/// cache (a later Action reads what an earlier one wrote).
+pub fn apply_ops(e: &mut BTreeMap<String, Entry>, ops: Vec<CacheOp>, now: u64) {
+    e.retain(|_, v| v.expires_at > now);
+    for op in ops {
+        match op {
+            CacheOp::Delete { key } => {
+                e.remove(&key);
+            }
+            CacheOp::Set {
+                key,
+                value,
+                expires_at,
+            } => {
+                if key.len() > MAX_KEY_BYTES || value.len() > MAX_VALUE_BYTES || expires_at <= now {
+                    continue;
+                }
+                let expires_at = expires_at.min(now + MAX_LIFETIME_MS);
+                let old = e.insert(key.clone(), Entry { value, expires_at });
+                let total: usize = e.iter().map(|(k, v)| k.len() + v.value.len()).sum();
+                if e.len() > MAX_ENTRIES || total > MAX_TOTAL_BYTES {
+                    match old {
+                        Some(o) => e.insert(key, o),
+                        None => e.remove(&key),
+                    };
+                }
+            }
+        }
     }
 }
 

@@ -360,6 +360,9 @@ impl Engine {
                 (true, "language"),
                 (false, "cache"),
                 (false, "now"),
+                // What earlier steps of the flow did (D19, `flow::View`).
+                (false, "custom_claims"),
+                (false, "target_scopes"),
             ],
         };
         let mut args = Vec::with_capacity(names.len() + 1);

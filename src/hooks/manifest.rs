@@ -101,6 +101,8 @@ pub struct HookSpec {
     pub timeout: Duration,
     /// Resolved secret values: never logged (no Debug impl prints them).
     pub secrets: BTreeMap<String, String>,
+    /// `[hook.NAME.fetch]`; None: the hook has no network.
+    pub fetch: Option<FetchPolicy>,
 }
 
 impl std::fmt::Debug for HookSpec {
@@ -142,6 +144,34 @@ impl Manifest {
     }
 }
 
+/// What runs for a token request: the enabled Hook, then the bound Actions in order
+/// (D19). Never empty.
+#[derive(Debug, Clone)]
+pub struct FlowSpec {
+    pub steps: Vec<HookSpec>,
+    /// Whether the first step is the enabled Hook (else every step is a bound Action).
+    pub has_hook: bool,
+}
+
+impl FlowSpec {
+    /// A flow of one hook, as `hooks run FILE` and older callers have it.
+    pub fn single(spec: HookSpec) -> FlowSpec {
+        FlowSpec {
+            steps: vec![spec],
+            has_hook: true,
+        }
+    }
+
+    /// The flow's name in logs: its steps joined with `>`.
+    pub fn label(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" > ")
+    }
+}
+
 /// Loads the enabled hook (None when none is enabled). Secrets come from `env`.
 pub fn load_enabled(
     dir: &Path,
@@ -153,6 +183,32 @@ pub fn load_enabled(
         return Ok(None);
     };
     load_named(&manifest, dir, name, default_timeout, env).map(Some)
+}
+
+/// Loads the enabled Hook and the bound Actions (None when neither is set), every
+/// problem of every step at once.
+pub fn load_flow(
+    dir: &Path,
+    default_timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<FlowSpec>, Vec<Problem>> {
+    let manifest = Manifest::read(dir).map_err(|p| vec![p])?;
+    let mut problems = manifest.flow_problems();
+    let mut steps = Vec::new();
+    let names = manifest.enabled.iter().chain(&manifest.flow);
+    for name in names {
+        match load_named(&manifest, dir, name.clone(), default_timeout, env) {
+            Ok(s) => steps.push(s),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok((!steps.is_empty()).then(|| FlowSpec {
+        steps,
+        has_hook: manifest.enabled.is_some(),
+    }))
 }
 
 /// The hook the manifest names `name`, with its time limit and secrets resolved.
@@ -170,8 +226,13 @@ pub fn load_named(
     let source = match std::fs::read_to_string(&path) {
         Ok(s) => s,
         Err(e) => {
+            let at = if manifest.enabled.as_deref() == Some(name.as_str()) {
+                "enabled"
+            } else {
+                "flow"
+            };
             problems.push((
-                format!("hooks.dir/{MANIFEST}: enabled"),
+                format!("hooks.dir/{MANIFEST}: {at}"),
                 format!("hook {name:?}: cannot read {file}: {e}"),
             ));
             String::new()
@@ -214,6 +275,7 @@ pub fn load_named(
             .map(Duration::from_millis)
             .unwrap_or(default_timeout),
         secrets,
+        fetch: entry.fetch.clone(),
     })
 }
 
@@ -225,9 +287,11 @@ pub fn fingerprint(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let text = std::fs::read(dir.join(MANIFEST)).unwrap_or_default();
     text.hash(&mut h);
-    if let Ok(m) = Manifest::read(dir)
-        && let Some(name) = &m.enabled
-    {
+    let Ok(m) = Manifest::read(dir) else {
+        return h.finish();
+    };
+    for name in m.enabled.iter().chain(&m.flow) {
+        name.hash(&mut h);
         std::fs::read(dir.join(m.file_for(name)))
             .unwrap_or_default()
             .hash(&mut h);
@@ -258,6 +322,36 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Manifest {
+    /// What is wrong with the flow list itself (its steps' own problems are
+    /// `load_named`'s): too long, a name twice, the enabled Hook bound again, a bad name.
+    pub fn flow_problems(&self) -> Vec<Problem> {
+        let at = format!("hooks.dir/{MANIFEST}: flow");
+        let mut problems = Vec::new();
+        if self.flow.len() > MAX_FLOW {
+            problems.push((
+                at.clone(),
+                format!(
+                    "{} Actions bound; at most {MAX_FLOW} are allowed",
+                    self.flow.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &self.flow {
+            if !valid_name(name) {
+                problems.push((at.clone(), format!("{name:?} is not a valid hook name")));
+            } else if !seen.insert(name) {
+                problems.push((at.clone(), format!("{name:?} is bound twice")));
+            } else if self.enabled.as_deref() == Some(name.as_str()) {
+                problems.push((
+                    at.clone(),
+                    format!("{name:?} is the enabled Hook; it cannot also be a bound Action"),
+                ));
+            }
+        }
+        problems
+    }
+
     /// Every hook in the folder: `*.js` files plus entries naming other files.
     pub fn hooks(&self, dir: &Path) -> Vec<String> {
         let mut names: std::collections::BTreeSet<String> = self.hook.keys().cloned().collect();

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod flow;
 pub mod manifest;
 pub mod pool;
 pub mod protocol;
@@ -17,7 +18,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::metrics::{HookCounters, HookOutcome, Outcome};
 use crate::token::claims::{self, HookEffect};
 use engine::{Deny, Form, JsErrorInfo, LogLine, RawOutcome, State};
-use manifest::HookSpec;
+use manifest::FlowSpec;
 use pool::{Pool, PoolStats, WorkerCommand};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -107,27 +108,97 @@ impl HookFailure {
     }
 }
 
-/// The result of one invocation, as the runner and the proxy both need it.
+/// One step of a flow as it ran: its effect or failure and its console lines.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub struct StepRun {
+    /// Its place in the flow (`HookPool::step`).
+    pub step: usize,
     pub result: Result<HookEffect, HookFailure>,
     pub logs: Vec<LogLine>,
 }
 
-/// A `Send + Sync` handle to the workers running one version of the enabled hook.
-pub struct HookPool {
+/// The result of one invocation of the flow, as the runner and the proxy both need it:
+/// the steps that ran, in order. Only the last may have failed, and then the request
+/// fails with it (D19).
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    pub steps: Vec<StepRun>,
+}
+
+impl Invocation {
+    fn failed(step: usize, failure: HookFailure) -> Invocation {
+        Invocation {
+            steps: vec![StepRun {
+                step,
+                result: Err(failure),
+                logs: Vec::new(),
+            }],
+        }
+    }
+
+    /// The step that failed the request, if one did.
+    pub fn failure(&self) -> Option<(usize, &HookFailure)> {
+        self.steps
+            .last()
+            .and_then(|s| s.result.as_ref().err().map(|f| (s.step, f)))
+    }
+
+    /// The last step's result: for a flow of one hook, the hook's.
+    pub fn last_result(self) -> Result<HookEffect, HookFailure> {
+        match self.steps.into_iter().last() {
+            Some(s) => s.result,
+            None => Err(HookFailure::Error(OAuthError::server_error("no step ran"))),
+        }
+    }
+
+    /// Every step's console lines, in order.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.steps.iter().flat_map(|s| s.logs.clone()).collect()
+    }
+
+    /// The steps' effects, merged as the claim rules take them (`flow::Merged`).
+    pub fn merged(&self) -> flow::Merged {
+        let mut m = flow::Merged::default();
+        for s in &self.steps {
+            if let Ok(e) = &s.result {
+                m.add(e.clone());
+            }
+        }
+        m
+    }
+}
+
+/// What the pool knows of one step of its flow.
+struct StepInfo {
     name: String,
-    /// `tokenhook_hook_executions_total` handles for this hook, set once by the app.
-    counters: std::sync::OnceLock<HookCounters>,
     timeout: Duration,
+    form: Form,
+    /// `tokenhook_hook_executions_total` handles for this step, set once by the app.
+    counters: std::sync::OnceLock<HookCounters>,
+}
+
+/// A `Send + Sync` handle to the workers running one version of the flow: the enabled
+/// Hook and the bound Actions, swapped whole by a reload.
+pub struct HookPool {
+    steps: Vec<StepInfo>,
+    /// The steps' names joined, for log lines about the whole flow.
+    label: String,
+    /// A call's whole time: the flow's limit, or the sum of its steps' limits if that
+    /// is less (then a single hook keeps exactly its own limit).
+    limit: Duration,
+    /// `hooks.flow_timeout_ms`, to tell a flow's timeout from a step's.
+    flow_limit: Duration,
     pool: Pool,
     cache: Arc<cache::SharedCache>,
+    /// Whether any step is an Action (only Actions get an `api.cache` snapshot).
+    any_action: bool,
 }
 
 impl HookPool {
-    /// Starts the workers; fails if the hook does not compile or exports nothing.
+    /// Starts the workers; fails if a step does not compile, exports nothing, or a
+    /// bound Action is not in the Action form.
     pub fn start(
-        spec: HookSpec,
+        spec: FlowSpec,
         cfg: &HooksConfig,
         command: WorkerCommand,
     ) -> Result<HookPool, String> {
@@ -137,34 +208,78 @@ impl HookPool {
     /// As `start`, sharing a cache and counters with earlier versions of the pool (a hot
     /// reload keeps `api.cache` contents and the replacement count).
     pub fn start_with(
-        spec: HookSpec,
+        spec: FlowSpec,
         cfg: &HooksConfig,
         command: WorkerCommand,
         cache: Arc<cache::SharedCache>,
         stats: Arc<PoolStats>,
     ) -> Result<HookPool, String> {
         let pool = Pool::start(&spec, cfg, command, stats)?;
+        let first_action = usize::from(spec.has_hook);
+        for (i, (s, form)) in spec.steps.iter().zip(&pool.forms).enumerate() {
+            if i >= first_action && *form != Form::Action {
+                return Err(format!(
+                    "hook {:?} is bound in the flow but is a legacy Hook; only Actions \
+                     (exports.onExecuteCredentialsExchange) can be bound",
+                    s.name
+                ));
+            }
+        }
+        let sum: Duration = spec.steps.iter().map(|s| s.timeout).sum();
         Ok(HookPool {
-            counters: std::sync::OnceLock::new(),
-            name: spec.name,
-            timeout: spec.timeout,
+            label: spec.label(),
+            limit: sum.min(cfg.flow_timeout),
+            flow_limit: cfg.flow_timeout,
+            any_action: pool.forms.contains(&Form::Action),
+            steps: spec
+                .steps
+                .into_iter()
+                .zip(pool.forms.iter().copied())
+                .map(|(s, form)| StepInfo {
+                    name: s.name,
+                    timeout: s.timeout,
+                    form,
+                    counters: std::sync::OnceLock::new(),
+                })
+                .collect(),
             pool,
             cache,
         })
     }
 
+    /// The flow's steps joined (`seed > enrich`), for log lines.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.label
     }
 
-    /// Resolves the per-outcome counters for this hook once, so requests only increment.
+    /// The name of step `i`.
+    pub fn step(&self, i: usize) -> &str {
+        self.steps.get(i).map_or("", |s| s.name.as_str())
+    }
+
+    /// The form of step `i`.
+    pub fn form(&self, i: usize) -> Form {
+        self.steps.get(i).map_or(Form::Legacy, |s| s.form)
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Resolves the per-outcome counters of each step once, so requests only increment.
     pub fn attach_counters(&self, vec: &prometheus::IntCounterVec) {
-        let _ = self.counters.set(HookCounters::new(vec, &self.name));
+        for s in &self.steps {
+            let _ = s.counters.set(HookCounters::new(vec, &s.name));
+        }
     }
 
-    /// Counts one run.
-    pub fn count(&self, outcome: HookOutcome) {
-        if let Some(c) = self.counters.get() {
+    /// Counts one run of step `i`.
+    pub fn count(&self, i: usize, outcome: HookOutcome) {
+        if let Some(c) = self.steps.get(i).and_then(|s| s.counters.get()) {
             c.get(outcome).inc();
         }
     }
@@ -196,7 +311,7 @@ impl HookPool {
     /// exit reason (signal, status, protocol detail) goes to the log; only running out
     /// of memory or stack, which the hook's own code causes, is named to the client.
     fn worker_failure(&self, request_id: &str, reason: &str) -> &'static str {
-        tracing::warn!(hook = %self.name, request_id, reason, "hook worker failed");
+        tracing::warn!(hook = %self.label, request_id, reason, "hook worker failed");
         if reason.starts_with(pool::OUT_OF_MEMORY) {
             "hook ran out of memory (hooks.memory_limit_mb) or stack (data nested too deeply)"
         } else {
@@ -204,14 +319,14 @@ impl HookPool {
         }
     }
 
-    /// Runs the hook once; its console lines come back with the result.
+    /// Runs the flow once, in one worker call; each step's console lines come back
+    /// with its result.
     pub async fn invoke(&self, call: &HookCall) -> Invocation {
-        let form = self.pool.form;
-        let snapshot = match form {
-            Form::Action => Some(self.cache.snapshot(cache::now_ms())),
-            Form::Legacy => None,
-        };
-        let deadline = Instant::now() + self.timeout;
+        let snapshot = self
+            .any_action
+            .then(|| self.cache.snapshot(cache::now_ms()));
+        let started = Instant::now();
+        let deadline = started + self.limit;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = pool::Job {
             frame: protocol::call_frame(&Input::new(call, snapshot.as_ref()), deadline),
@@ -219,41 +334,71 @@ impl HookPool {
             reply,
         };
         if let Err(e) = self.pool.submit(job) {
-            return Invocation {
-                result: Err(HookFailure::Rejected(e)),
-                logs: Vec::new(),
-            };
+            return Invocation::failed(0, HookFailure::Rejected(e));
         }
         // A call the pool runs is answered by its deadline (plus the kill grace); one
         // still queued is answered when a worker takes it. This outer bound covers a
         // queue that no worker reaches in time (every worker stuck and
         // `hooks.max_stuck_workers` reached) and a pool that stopped.
-        let done = match tokio::time::timeout(self.timeout + Duration::from_secs(2), rx).await {
+        let done = match tokio::time::timeout(self.limit + Duration::from_secs(2), rx).await {
             Ok(Ok(d)) => d,
             Ok(Err(_)) => Err("hook worker stopped".to_owned()),
-            Err(_) => Ok(protocol::Done {
-                outcome: RawOutcome::TimedOut,
-                logs: Vec::new(),
-            }),
+            Err(_) => Ok(protocol::Done::ended(RawOutcome::TimedOut)),
         };
-        match done {
-            Ok(d) => {
-                let (result, ops) = interpret(form, &self.name, d.outcome, self.timeout);
-                if !ops.is_empty() {
-                    self.cache.apply(ops, cache::now_ms());
-                }
-                Invocation {
-                    result,
-                    logs: d.logs,
-                }
+        let done = match done {
+            Ok(d) => d,
+            Err(reason) => {
+                return Invocation::failed(
+                    0,
+                    HookFailure::Error(OAuthError::server_error(
+                        self.worker_failure(&call.request_id, &reason),
+                    )),
+                );
             }
-            Err(reason) => Invocation {
+        };
+        let mut inv = Invocation {
+            steps: Vec::with_capacity(done.steps.len()),
+        };
+        for (i, d) in done.steps.into_iter().enumerate() {
+            let Some(info) = self.steps.get(i) else { break };
+            let flow_out = matches!(d.outcome, RawOutcome::TimedOut)
+                && self.limit == self.flow_limit
+                && started.elapsed() + Duration::from_millis(5) >= self.flow_limit;
+            let (mut result, ops) = interpret(info.form, &info.name, d.outcome, info.timeout);
+            if flow_out {
+                result = Err(HookFailure::Timeout(OAuthError::server_error(format!(
+                    "the flow timed out after {} ms (hooks.flow_timeout_ms), in hook {:?}",
+                    self.flow_limit.as_millis(),
+                    info.name
+                ))));
+            }
+            if !ops.is_empty() {
+                self.cache.apply(ops, cache::now_ms());
+            }
+            let failed = result.is_err();
+            inv.steps.push(StepRun {
+                step: i,
+                result,
+                logs: d.logs,
+            });
+            if failed {
+                return inv;
+            }
+        }
+        if inv.steps.len() < self.steps.len() {
+            // The worker stops only at a failure, which the same rules would show here.
+            let next = inv.steps.len();
+            inv.steps.push(StepRun {
+                step: next,
                 result: Err(HookFailure::Error(OAuthError::server_error(
-                    self.worker_failure(&call.request_id, &reason),
+                    "hook failed: its worker ended the flow early (the sidecar's log says why)",
                 ))),
                 logs: Vec::new(),
-            },
+            });
+            tracing::warn!(hook = %self.label, request_id = %call.request_id, step = next,
+                "hook worker answered fewer steps than the flow has");
         }
+        inv
     }
 }
 

@@ -216,15 +216,17 @@ globalThis.exports = globalThis.module.exports;
       return state;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
-    action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt) {
+    // `earlierClaims` and `earlierTarget` are what earlier steps of the flow set (D19).
+    action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt, earlierClaims, earlierTarget) {
       // As for `legacy`.
       const state = { done: false, claims: create(null), cache_ops: [] };
       // The input arrays are fresh for each call and this function's own: one is
       // handed to the hook as is.
       const granted = isArray(scope) ? scope : [];
-      let target = copyList(granted);
+      let target = isArray(earlierTarget) ? earlierTarget : copyList(granted);
       const client = inClient || {};
-      const customClaims = {};
+      const customClaims =
+        earlierClaims !== null && typeof earlierClaims === "object" ? earlierClaims : {};
       const event = {
         accessToken: { scope: granted, customClaims: customClaims },
         client: { client_id: client.id, name: client.name, metadata: assign({}, client.metadata || {}) },
@@ -303,6 +305,7 @@ globalThis.exports = globalThis.module.exports;
         setCustomClaim: function (name, value) {
           name = String(name);
           delete state.claims[name];
+          delete customClaims[name];
           if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
             state.claims[name] = value;
             customClaims[name] = value;

@@ -12,35 +12,98 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Largest frame either side accepts; a bigger one means a broken peer.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// Sidecar → worker: compile this hook (JSON `Init`), once, first.
+/// Sidecar → worker: compile these hooks (JSON `Init`), once, first.
 pub const TAG_INIT: u8 = 1;
 /// Sidecar → worker: run one call. Payload: deadline (u64 BE, ms since the Unix epoch;
 /// the two processes share the wall clock but not an `Instant`), then the input JSON.
 pub const TAG_CALL: u8 = 2;
-/// Worker → sidecar: compiled; payload `legacy` or `action`.
+/// Worker → sidecar: compiled; payload each step's form (`legacy` or `action`),
+/// comma-separated.
 pub const TAG_READY: u8 = 3;
-/// Worker → sidecar: the hook did not compile; payload the message.
+/// Worker → sidecar: a step did not compile; payload the message, naming it.
 pub const TAG_COMPILE_ERROR: u8 = 4;
-/// Worker → sidecar: the call settled; payload the driver's JSON (`engine::parse_finished`).
+/// Worker → sidecar: the call is over; payload a JSON array with one entry per step
+/// that ran (see `Done::parse`).
 pub const TAG_FINISHED: u8 = 5;
-/// Worker → sidecar: the call timed out or aborted; payload a JSON `Done`.
-pub const TAG_ENDED: u8 = 6;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Init {
-    pub source: String,
-    /// Secrets as a JSON object. Only ever sent over the pipe, never logged.
-    pub secrets: String,
+    /// The flow's steps, in the order they run (D19).
+    pub steps: Vec<StepInit>,
+    /// Which claim names count as set, for what later Actions see (D19).
+    pub allow_unnamespaced: bool,
     pub memory_limit_bytes: u64,
     pub loop_iterations: u64,
     pub recursion: usize,
 }
 
-/// How one call ended inside the worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StepInit {
+    pub name: String,
+    pub source: String,
+    /// Secrets as a JSON object. Only ever sent over the pipe, never logged.
+    pub secrets: String,
+    /// This step's own time limit; the call's deadline bounds the whole flow.
+    pub timeout_ms: u64,
+}
+
+/// How one step of a call ended inside the worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Done {
+pub struct StepDone {
     pub outcome: RawOutcome,
     pub logs: Vec<LogLine>,
+}
+
+/// How one call ended: the steps that ran, in order. A flow stops at the first step
+/// that does not let the request go on, so only the last may have failed.
+#[derive(Debug, Clone, Default)]
+pub struct Done {
+    pub steps: Vec<StepDone>,
+}
+
+/// One entry of a `TAG_FINISHED` array: either the JS driver's own final text
+/// (`{"state": …, "logs": […]}`, forwarded unparsed by the worker) or an outcome the
+/// worker decided (`{"outcome": …, "logs": […]}`).
+#[derive(Deserialize)]
+struct StepWire {
+    #[serde(default)]
+    state: Option<Box<super::engine::State>>,
+    #[serde(default)]
+    outcome: Option<RawOutcome>,
+    #[serde(default)]
+    logs: Vec<LogLine>,
+}
+
+impl Done {
+    /// A call that ended before any step answered (timed out in the queue, killed).
+    pub fn ended(outcome: RawOutcome) -> Done {
+        Done {
+            steps: vec![StepDone {
+                outcome,
+                logs: Vec::new(),
+            }],
+        }
+    }
+
+    /// Reads a `TAG_FINISHED` payload.
+    pub fn parse(payload: &[u8]) -> Result<Done, String> {
+        let wire: Vec<StepWire> = serde_json::from_slice(payload)
+            .map_err(|e| format!("hook worker answered badly: {e}"))?;
+        let steps = wire
+            .into_iter()
+            .map(|w| StepDone {
+                outcome: match (w.outcome, w.state) {
+                    (Some(o), _) => o,
+                    (None, Some(state)) => RawOutcome::Finished { state },
+                    (None, None) => RawOutcome::Aborted {
+                        message: "driver returned no state".into(),
+                    },
+                },
+                logs: w.logs,
+            })
+            .collect();
+        Ok(Done { steps })
+    }
 }
 
 /// One frame: the header and payload in a single buffer, so it is one write.

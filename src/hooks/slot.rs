@@ -47,18 +47,18 @@ impl HookSlot {
         stats: &Arc<PoolStats>,
         metrics: &Metrics,
     ) -> Result<Option<Arc<HookPool>>, Vec<Problem>> {
-        let Some(spec) = manifest::load_enabled(&cfg.dir, cfg.timeout, env)? else {
+        let Some(spec) = manifest::load_flow(&cfg.dir, cfg.timeout, env)? else {
             return Ok(None);
         };
-        let name = spec.name.clone();
-        let pool = HookPool::start_with(spec, cfg, command.clone(), cache, stats.clone()).map_err(
-            |e| {
-                vec![(
-                    format!("hooks.dir/{}: enabled", manifest::MANIFEST),
-                    format!("hook {name:?}: {e}"),
-                )]
-            },
-        )?;
+        // The whole flow starts, or none of it: a step that fails to load refuses the
+        // version (D19).
+        let key = if spec.has_hook && spec.steps.len() == 1 {
+            "enabled"
+        } else {
+            "flow"
+        };
+        let pool = HookPool::start_with(spec, cfg, command.clone(), cache, stats.clone())
+            .map_err(|e| vec![(format!("hooks.dir/{}: {key}", manifest::MANIFEST), e)])?;
         pool.attach_counters(&metrics.hook_outcomes);
         Ok(Some(Arc::new(pool)))
     }

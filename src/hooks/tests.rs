@@ -7,6 +7,12 @@ use engine::{Engine, Limits};
 use serde_json::json;
 use std::cell::RefCell;
 
+/// One step's result, as `StepRun` has it.
+struct Invocation {
+    result: Result<HookEffect, HookFailure>,
+    logs: Vec<LogLine>,
+}
+
 /// One engine with the hook compiled, driven like a worker drives it.
 struct Inline {
     engine: RefCell<Engine>,

@@ -1,13 +1,17 @@
-//! The hook worker process (`tokenhook __hook-worker`): one Boa engine, fed calls over
-//! stdin, answering on stdout. A process so the pool can truly stop a runaway hook
+//! The hook worker process (`tokenhook __hook-worker`): one Boa engine per step of the
+//! flow (the enabled Hook, then the bound Actions), fed calls over stdin, answering
+//! each call, the whole flow, on stdout. A process so the pool can truly stop a runaway hook
 //! (kill it) and bound its memory (RLIMIT_AS), which a thread cannot offer: Boa cannot
 //! interrupt native builtins or regex backtracking and has no heap limit.
 
-use super::engine::{Engine, Limits, RawOutcome, Reply};
-use super::protocol::{self, Done, Init};
+use super::engine::{Engine, Form, Limits, RawOutcome, Reply};
+use super::flow::View;
+use super::protocol::{self, Init, StepDone};
+use crate::token::claims::ClaimPolicy;
+use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Runs the worker loop until stdin closes. Returns the process exit code.
 pub fn main() -> u8 {
@@ -45,25 +49,35 @@ pub fn main() -> u8 {
         loop_iterations: init.loop_iterations,
         recursion: init.recursion,
     };
-    let mut engine = match Engine::compile(&init.source, &init.secrets, limits) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = send(
-                &mut out,
-                protocol::TAG_COMPILE_ERROR,
-                e.to_string().as_bytes(),
-            );
-            return 1;
+    let mut steps = Vec::with_capacity(init.steps.len());
+    for step in init.steps {
+        match Engine::compile(&step.source, &step.secrets, limits) {
+            Ok(engine) => steps.push(Step {
+                engine,
+                name: step.name,
+                limit: Duration::from_millis(step.timeout_ms),
+            }),
+            Err(e) => {
+                let message = format!("hook {:?}: {e}", step.name);
+                let _ = send(&mut out, protocol::TAG_COMPILE_ERROR, message.as_bytes());
+                return 1;
+            }
         }
+    }
+    let policy = ClaimPolicy {
+        allow_unnamespaced: init.allow_unnamespaced,
     };
-    drop(init);
-    let form = match engine.form() {
-        super::engine::Form::Legacy => "legacy",
-        super::engine::Form::Action => "action",
-    };
-    if send(&mut out, protocol::TAG_READY, form.as_bytes()).is_err() {
+    let forms: Vec<&str> = steps
+        .iter()
+        .map(|s| match s.engine.form() {
+            Form::Legacy => "legacy",
+            Form::Action => "action",
+        })
+        .collect();
+    if send(&mut out, protocol::TAG_READY, forms.join(",").as_bytes()).is_err() {
         return 1;
     }
+    let mut answer = Vec::with_capacity(4096);
     loop {
         let body = match protocol::read_blocking(&mut input) {
             Ok(Some((protocol::TAG_CALL, body))) if body.len() >= 8 => body,
@@ -71,30 +85,103 @@ pub fn main() -> u8 {
             _ => return 2,
         };
         let due = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
-        let left = protocol::remaining(due);
-        let reply = if left.is_zero() {
-            // Its whole time limit went by while it waited: not run at all.
-            Reply::Ended(RawOutcome::TimedOut, Vec::new())
-        } else {
-            match serde_json::from_slice(&body[8..]) {
-                Ok(json) => engine.call_raw(&json, Instant::now() + left),
-                Err(e) => Reply::Ended(
-                    RawOutcome::Aborted {
-                        message: format!("bad call input: {e}"),
-                    },
-                    Vec::new(),
-                ),
-            }
-        };
-        let sent = match reply {
-            Reply::Finished(text) => send(&mut out, protocol::TAG_FINISHED, text.as_bytes()),
-            Reply::Ended(outcome, logs) => {
-                let done = serde_json::to_vec(&Done { outcome, logs }).unwrap_or_default();
-                send(&mut out, protocol::TAG_ENDED, &done)
-            }
-        };
-        if sent.is_err() {
+        answer.clear();
+        answer.extend_from_slice(&[0, 0, 0, 0, protocol::TAG_FINISHED]);
+        run_flow(&mut steps, &body[8..], due, policy, &mut answer);
+        let len = (answer.len() - 4) as u32;
+        answer[..4].copy_from_slice(&len.to_be_bytes());
+        if out.write_all(&answer).is_err() {
             return 1;
         }
+    }
+}
+
+/// One step of the flow, compiled once.
+struct Step {
+    engine: Engine,
+    name: String,
+    limit: Duration,
+}
+
+/// Runs the steps of one call in order until one does not let the request go on,
+/// appending the `TAG_FINISHED` array to `out`: each step's driver text as it came, or
+/// the outcome decided here. Each step runs until its own limit or the flow's
+/// deadline (`due`), whichever is first.
+fn run_flow(steps: &mut [Step], input: &[u8], due: u64, policy: ClaimPolicy, out: &mut Vec<u8>) {
+    out.push(b'[');
+    let mut json: serde_json::Value = match serde_json::from_slice(input) {
+        Ok(v) => v,
+        Err(e) => {
+            ended(
+                out,
+                RawOutcome::Aborted {
+                    message: format!("bad call input: {e}"),
+                },
+                Vec::new(),
+            );
+            out.push(b']');
+            return;
+        }
+    };
+    let mut view = View::default();
+    let last = steps.len().saturating_sub(1);
+    for (i, step) in steps.iter_mut().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let left = protocol::remaining(due);
+        if left.is_zero() {
+            // The flow's whole time went by (while it waited, or in earlier steps).
+            ended(out, RawOutcome::TimedOut, Vec::new());
+            break;
+        }
+        let deadline = Instant::now() + left.min(step.limit);
+        let reply = step.engine.call_raw(&json, deadline);
+        let outcome = match reply {
+            Reply::Finished(text) => {
+                out.extend_from_slice(text.as_bytes());
+                if i == last {
+                    break;
+                }
+                super::engine::parse_finished(&text).0
+            }
+            // Timed out or aborted: the request ends here.
+            Reply::Ended(outcome, logs) => {
+                ended(out, outcome, logs);
+                break;
+            }
+        };
+        let form = step.engine.form();
+        let (result, ops) = super::interpret(form, &step.name, outcome, step.limit);
+        let Ok(effect) = result else { break };
+        view.absorb(form, &effect, policy);
+        view.write_input(&mut json);
+        if !ops.is_empty() {
+            carry_cache(&mut json, ops);
+        }
+    }
+    out.push(b']');
+}
+
+/// An outcome decided in the worker, as one entry of the answer array.
+fn ended(out: &mut Vec<u8>, outcome: RawOutcome, logs: Vec<super::engine::LogLine>) {
+    let done = StepDone { outcome, logs };
+    // Plain data with string keys: serializing it into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &done);
+}
+
+/// Applies a step's `api.cache` writes to the snapshot the next steps get: the
+/// Actions of a flow share the trigger's cache.
+fn carry_cache(json: &mut serde_json::Value, ops: Vec<super::cache::CacheOp>) {
+    let Some(obj) = json.as_object_mut() else {
+        return;
+    };
+    let mut store: BTreeMap<String, super::cache::Entry> = obj
+        .get("cache")
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    super::cache::apply_ops(&mut store, ops, super::cache::now_ms());
+    if let Ok(v) = serde_json::to_value(store) {
+        obj.insert("cache".into(), v);
     }
 }

@@ -246,6 +246,63 @@ fn write_scopes(payload: &mut Map<String, Value>, scopes: &[String]) {
     }
 }
 
+/// RFC 6749 §3.3: a scope token holds no whitespace. An entry that does is several
+/// scopes, as the token reads it back once they are joined with spaces, so it is split
+/// here and the result matches the token. Duplicates go, first one kept.
+pub fn normalize_scopes(asked: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    asked
+        .iter()
+        .flat_map(|x| x.split_whitespace())
+        .filter(|x| seen.insert(*x))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Applies a flow's effects (D19): the legacy Hook's first, by its rules, then the
+/// Actions' merged effect, whose target scopes are intersected with the scopes the
+/// token has when the Actions begin (the IdP's grant as the Hook left it). The size
+/// limit (D10) is on all the custom claims together.
+pub fn apply_flow(
+    payload: Map<String, Value>,
+    hook: Option<HookEffect>,
+    actions: Option<HookEffect>,
+    policy: ClaimPolicy,
+) -> Result<Applied, ClaimsError> {
+    let before = token_scopes(&payload).unwrap_or_default();
+    let mut out = match hook {
+        Some(h) => apply(payload, h, policy)?,
+        None => Applied {
+            payload,
+            scopes: before.clone(),
+            scope_changed: false,
+            ignored: Vec::new(),
+            claims: Map::new(),
+        },
+    };
+    if let Some(a) = actions {
+        let next = apply(out.payload, a, policy)?;
+        for (k, v) in next.claims {
+            // A later step's claim of the same name wins, at the place it was set.
+            out.claims.remove(&k);
+            out.claims.insert(k, v);
+        }
+        out.ignored.extend(next.ignored);
+        out.payload = next.payload;
+        out.scopes = next.scopes;
+    }
+    let size: usize = out
+        .claims
+        .iter()
+        .map(|(k, v)| k.len() + v.to_string().len())
+        .sum();
+    if size > MAX_CUSTOM_CLAIMS_BYTES {
+        return Err(ClaimsError::TooLarge(size));
+    }
+    out.scope_changed = out.scopes != before;
+    Ok(out)
+}
+
 /// Applies `effect` to `payload`. Reserved claims are filtered here, after the hook
 /// returns, so no hook output can change them whatever the JS did.
 pub fn apply(
@@ -273,16 +330,7 @@ pub fn apply(
     let before = token_scopes(&payload).unwrap_or_default();
     let (scopes, scope_changed) = match effect.scope {
         Some(asked) => {
-            // RFC 6749 §3.3: a scope token holds no whitespace. An entry that does is
-            // several scopes, as the token reads it back once they are joined with
-            // spaces, so it is split here and the result matches the token.
-            let mut seen = std::collections::HashSet::new();
-            let mut s: Vec<String> = asked
-                .iter()
-                .flat_map(|x| x.split_whitespace())
-                .filter(|x| seen.insert(*x))
-                .map(str::to_owned)
-                .collect();
+            let mut s = normalize_scopes(&asked);
             if effect.form == EffectForm::Action {
                 // D6: target scopes never exceed what the IdP granted.
                 s.retain(|x| before.contains(x));

@@ -5,7 +5,7 @@
 use super::process::{Io, Launcher, Started};
 use super::queue::{Call, Queue};
 use super::{PoolStats, ReplyTx};
-use crate::hooks::engine::{self, RawOutcome};
+use crate::hooks::engine::RawOutcome;
 use crate::hooks::protocol::{self, Done};
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -366,23 +366,13 @@ impl Core {
 }
 
 fn timed_out() -> Result<Done, String> {
-    Ok(Done {
-        outcome: RawOutcome::TimedOut,
-        logs: Vec::new(),
-    })
+    Ok(Done::ended(RawOutcome::TimedOut))
 }
 
 /// Reads one answer frame into the call's result.
 fn answer(tag: u8, payload: &[u8]) -> Result<Done, String> {
     match tag {
-        protocol::TAG_FINISHED => {
-            let text = std::str::from_utf8(payload)
-                .map_err(|_| "hook worker answered with invalid UTF-8".to_owned())?;
-            let (outcome, logs) = engine::parse_finished(text);
-            Ok(Done { outcome, logs })
-        }
-        protocol::TAG_ENDED => serde_json::from_slice::<Done>(payload)
-            .map_err(|e| format!("hook worker answered badly: {e}")),
+        protocol::TAG_FINISHED => Done::parse(payload),
         _ => Err("hook worker answered out of turn".into()),
     }
 }
@@ -678,15 +668,11 @@ mod tests {
     /// What a call's client got so far.
     fn got(rx: &mut Rx) -> String {
         match rx.try_recv() {
-            Ok(Ok(Done {
-                outcome: RawOutcome::TimedOut,
-                ..
-            })) => "timed out".into(),
-            Ok(Ok(Done {
-                outcome: RawOutcome::Aborted { message },
-                ..
-            })) => message,
-            Ok(Ok(_)) => "finished".into(),
+            Ok(Ok(done)) => match done.steps.into_iter().next().map(|s| s.outcome) {
+                Some(RawOutcome::TimedOut) => "timed out".into(),
+                Some(RawOutcome::Aborted { message }) => message,
+                _ => "finished".into(),
+            },
             Ok(Err(e)) => format!("error: {e}"),
             Err(oneshot::error::TryRecvError::Empty) => "nothing yet".into(),
             Err(oneshot::error::TryRecvError::Closed) => "dropped".into(),
@@ -695,14 +681,14 @@ mod tests {
 
     /// A well-formed answer the client can tell apart: an abort carrying `message`.
     fn answer_frame(message: &str) -> Vec<u8> {
-        let done = Done {
+        let step = protocol::StepDone {
             outcome: RawOutcome::Aborted {
                 message: message.into(),
             },
             logs: Vec::new(),
         };
-        let json = serde_json::to_vec(&done).unwrap_or_default();
-        protocol::frame(protocol::TAG_ENDED, &[&json])
+        let json = serde_json::to_vec(&[step]).unwrap_or_default();
+        protocol::frame(protocol::TAG_FINISHED, &[&json])
     }
 
     fn read<'a>(buf: &'a mut BytesMut, frames: &[&[u8]], open: bool) -> Event<'a> {
@@ -940,7 +926,7 @@ mod tests {
         for bad in [
             protocol::frame(99, &[b"?"]),
             protocol::frame(protocol::TAG_FINISHED, &[&[0xff, 0xfe]]),
-            protocol::frame(protocol::TAG_ENDED, &[b"{"]),
+            protocol::frame(protocol::TAG_FINISHED, &[b"{"]),
         ] {
             let t0 = Instant::now();
             let (mut core, mut rx) = running(t0, Duration::from_secs(1), &[1, 2]);
@@ -1013,16 +999,12 @@ mod tests {
         drop(rx);
         assert!(matches!(core.offer(gone, t0), Offered::Drop));
         let (late, _rx) = call(2, t0);
-        assert!(matches!(
-            core.offer(late, t0),
-            Offered::Reply(
-                _,
-                Ok(Done {
-                    outcome: RawOutcome::TimedOut,
-                    ..
-                })
-            )
-        ));
+        match core.offer(late, t0) {
+            Offered::Reply(_, Ok(done)) => {
+                assert!(matches!(done.steps[0].outcome, RawOutcome::TimedOut))
+            }
+            _ => panic!("a call past its deadline is answered at once"),
+        }
         assert!(core.is_free(), "neither went in flight");
         let (c, _rx) = call(3, t0 + Duration::from_secs(1));
         assert!(matches!(core.offer(c, t0), Offered::Send(_)));

@@ -44,7 +44,7 @@ mod queue;
 pub(crate) use process::OUT_OF_MEMORY;
 
 use super::engine::Form;
-use super::manifest::HookSpec;
+use super::manifest::FlowSpec;
 use super::protocol::{self, Done, Init};
 use crate::config::HooksConfig;
 use crate::error::OAuthError;
@@ -102,7 +102,8 @@ pub struct Pool {
     /// Workers started by `Pool::start`, waiting for the first call to bring a runtime.
     parked: Mutex<Vec<Started>>,
     pub stats: Arc<PoolStats>,
-    pub form: Form,
+    /// Each step's form, in flow order.
+    pub forms: Vec<Form>,
 }
 
 impl Drop for Pool {
@@ -114,18 +115,28 @@ impl Drop for Pool {
 }
 
 impl Pool {
-    /// Starts `cfg.workers` processes and waits until each has compiled the hook, so a
-    /// hook that does not compile is an error here and never a failed request.
+    /// Starts `cfg.workers` processes and waits until each has compiled every step of
+    /// the flow, so a step that does not compile is an error here and never a failed
+    /// request.
     pub fn start(
-        spec: &HookSpec,
+        spec: &FlowSpec,
         cfg: &HooksConfig,
         command: WorkerCommand,
         stats: Arc<PoolStats>,
     ) -> Result<Pool, String> {
-        let secrets = serde_json::to_string(&spec.secrets).unwrap_or_else(|_| "{}".into());
+        let steps = spec
+            .steps
+            .iter()
+            .map(|s| protocol::StepInit {
+                name: s.name.clone(),
+                source: s.source.clone(),
+                secrets: serde_json::to_string(&s.secrets).unwrap_or_else(|_| "{}".into()),
+                timeout_ms: s.timeout.as_millis() as u64,
+            })
+            .collect();
         let init = serde_json::to_vec(&Init {
-            source: spec.source.clone(),
-            secrets,
+            steps,
+            allow_unnamespaced: cfg.allow_unnamespaced_claims,
             memory_limit_bytes: cfg.memory_limit_bytes,
             loop_iterations: cfg.loop_iterations,
             recursion: cfg.recursion_limit,
@@ -149,7 +160,7 @@ impl Pool {
             })
             .collect();
         let mut workers = Vec::new();
-        let mut form = Form::Legacy;
+        let mut forms = Vec::new();
         let mut failure = None;
         for h in starting {
             match h
@@ -157,7 +168,7 @@ impl Pool {
                 .unwrap_or_else(|_| Err("hook worker start panicked".into()))
             {
                 Ok((w, f)) => {
-                    form = f;
+                    forms = f;
                     workers.push(w);
                 }
                 Err(e) => failure = Some(e),
@@ -170,7 +181,7 @@ impl Pool {
             shared,
             parked: Mutex::new(workers),
             stats,
-            form,
+            forms,
         })
     }
 

@@ -121,7 +121,7 @@ fn start_guard(
 
 impl Launcher {
     /// Starts one worker process and waits until it compiled the hook (blocking).
-    pub(super) fn start(&self) -> Result<(Started, Form), String> {
+    pub(super) fn start(&self) -> Result<(Started, Vec<Form>), String> {
         use std::os::unix::process::CommandExt;
         let mut child = std::process::Command::new(&self.command.program)
             .args(&self.command.args)
@@ -158,12 +158,17 @@ impl Launcher {
                 "hook worker did not start within {} s",
                 START_LIMIT.as_secs()
             )),
-            Ok(Some((protocol::TAG_READY, form))) => {
-                let form = if form == b"action" {
-                    Form::Action
-                } else {
-                    Form::Legacy
-                };
+            Ok(Some((protocol::TAG_READY, forms))) => {
+                let form = forms
+                    .split(|b| *b == b',')
+                    .map(|f| {
+                        if f == b"action" {
+                            Form::Action
+                        } else {
+                            Form::Legacy
+                        }
+                    })
+                    .collect();
                 Ok((
                     Started {
                         proc,
