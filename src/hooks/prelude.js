@@ -305,10 +305,10 @@ globalThis.exports = globalThis.module.exports;
         setCustomClaim: function (name, value) {
           name = String(name);
           delete state.claims[name];
-          delete customClaims[name];
+          // Not mirrored into event.accessToken.customClaims, which shows what earlier
+          // steps set (D19): a claim whose value holds that object stays serializable.
           if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
             state.claims[name] = value;
-            customClaims[name] = value;
           }
           return api;
         },

@@ -122,6 +122,8 @@ pub struct SidecarOpts {
     log_level: Option<String>,
     /// Lays out the hooks folder itself instead (e.g. Kubernetes-style symlinks).
     prepare: Option<fn(&Path)>,
+    /// Copies this folder's files as the hooks folder instead (e.g. `hooks/flow`).
+    folder: Option<PathBuf>,
     /// Replaces the `[signing]` keys lines; `setup` writes the files it names.
     signing: Option<(String, Setup)>,
 }
@@ -143,8 +145,15 @@ impl SidecarOpts {
             env: Vec::new(),
             log_level: None,
             prepare: None,
+            folder: None,
             signing: None,
         }
+    }
+
+    /// Serves a copy of `dir`'s files (not its subfolders) as the hooks folder.
+    pub fn hooks_folder(mut self, dir: &Path) -> Self {
+        self.folder = Some(dir.to_owned());
+        self
     }
 
     pub fn hook(mut self, name: &str, source: &str) -> Self {
@@ -244,6 +253,8 @@ impl Sidecar {
         std::fs::create_dir(&hooks).unwrap();
         if let Some(prepare) = opts.prepare {
             prepare(&hooks);
+        } else if let Some(from) = &opts.folder {
+            copy_files(from, &hooks);
         } else {
             for (file, src) in &opts.hooks {
                 std::fs::write(hooks.join(file), src).unwrap();
@@ -837,6 +848,16 @@ pub fn stub_key(alg: Algorithm) -> Arc<tokenhook::keys::SigningKey> {
 }
 
 /// Runs the binary with args; returns (exit code, stdout, stderr).
+/// Copies the files of `from` (not its subfolders) into `to`.
+pub fn copy_files(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
