@@ -3,7 +3,8 @@
 
 Starts a fast stub IdP (examples/bench_stub.rs), measures it alone, then tokenhook in
 front of it: a pass-through route, the token route with the seed hook for RS256, ES256
-and EdDSA signing, and the token route with a heavier Action (ten claims). Load comes
+and EdDSA signing, the token route with a heavier Action (ten claims), and a flow of
+three bound Actions against one Action doing the same work (nine claims). Load comes
 from `oha` at fixed concurrency levels, each run bounded in time. Reports requests/s,
 latency p50/p99/p99.9, the sidecar's CPU time per request (sidecar and hook worker
 processes, from /proc), peak RSS, and ratios against the stub and the pass-through route.
@@ -129,11 +130,33 @@ def oha(oha_bin, url, conns, seconds, rate=None, token=True):
     }
 
 
+def claims_action(first, n):
+    """An Action setting n claims from the client's metadata (as benches/hot_path.rs
+    `claims_action`): the flow scenarios split nine of them over three Actions."""
+    sets = "".join(
+        f"  api.accessToken.setCustomClaim('https://bench.example/c{i}', event.client.metadata.region + '-{i}');\n"
+        for i in range(first, first + n))
+    return f"exports.onExecuteCredentialsExchange = async (event, api) => {{\n{sets}}};\n"
+
+
+# Bound Actions (no Hook) for the flow scenarios: name -> source, in flow order.
+FLOWS = {
+    "one Action, nine claims": {"nine": claims_action(0, 9)},
+    "three Actions, three claims each": {
+        "first": claims_action(0, 3), "second": claims_action(3, 3), "third": claims_action(6, 3)},
+}
+
+
 class Sidecar:
     def __init__(self, binary, upstream, alg, hook, workdir):
         self.dir = tempfile.mkdtemp(dir=workdir)
         os.makedirs(f"{self.dir}/hooks")
-        if hook:
+        if isinstance(hook, dict):
+            for name, src in hook.items():
+                open(f"{self.dir}/hooks/{name}.js", "w").write(src)
+            flow = ", ".join(f'"{n}"' for n in hook)
+            open(f"{self.dir}/hooks/hooks.toml", "w").write(f"flow = [{flow}]\n")
+        elif hook:
             shutil.copy(os.path.join(ROOT, "hooks", hook + ".js"), f"{self.dir}/hooks/{hook}.js")
             open(f"{self.dir}/hooks/hooks.toml", "w").write(f'enabled = "{hook}"\n')
         sh(binary, "keys", "generate", "--alg", alg, "--out", f"{self.dir}/key.pem", stdout=subprocess.DEVNULL)
@@ -203,7 +226,9 @@ def main():
         scenarios = [("b) pass-through route", "RS256", "seed", False),
                      ("c) token route, no hook (verify + re-sign only), ES256", "ES256", None, True)] + [
             (f"c) token route, seed hook, {alg}", alg, "seed", True) for alg in ("RS256", "ES256", "EdDSA")
-        ] + [("d) token route, Action with ten claims, ES256", "ES256", "action-metadata", True)]
+        ] + [("d) token route, Action with ten claims, ES256", "ES256", "action-metadata", True)] + [
+            (f"e) token route, {name}, ES256", "ES256", flow, True) for name, flow in FLOWS.items()
+        ]
         for name, alg, hook, token in scenarios:
             s = Sidecar(binary, upstream, alg, hook, work)
             try:
@@ -253,7 +278,18 @@ def main():
               f"Machine check: a pipe round trip between two processes (Python) takes {same:.1f} µs on one CPU "
               f"and {cross:.1f} µs across CPUs.\n\n")
     odd = [f"- {n}, {c} connections: status codes {r['codes']}" for n, c, r in rows if r["ok"] != r["requests"]]
-    text = header + "\n".join(lines) + "\n" + ("\nNot 2xx:\n" + "\n".join(odd) + "\n" if odd else "")
+    # The flow's cost: three bound Actions against one doing the same work, same run.
+    flow_lines = []
+    for c in levels:
+        one = base("e) token route, one Action", c)
+        three = base("e) token route, three Actions", c)
+        if one and three:
+            flow_lines.append(
+                f"- {c} connections: three-Action flow / one Action: req/s {three['rps'] / one['rps']:.2f}, "
+                f"p50 {three['p50'] / one['p50']:.2f}, CPU per request "
+                f"{three.get('cpu_us', 0) / max(one.get('cpu_us', 1), 1e-9):.2f}")
+    flows = ("\nFlow cost (D19; the issue asks for at most 1.3x):\n" + "\n".join(flow_lines) + "\n") if flow_lines else ""
+    text = header + "\n".join(lines) + "\n" + flows + ("\nNot 2xx:\n" + "\n".join(odd) + "\n" if odd else "")
     open(a.out, "w").write(text)
     print(text)
     failed = [n for n, _, r in rows if r["ok"] != r["requests"] and not n.startswith("1000")]

@@ -311,7 +311,7 @@ fn unbounded_allocation_kills_only_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::create_dir(dir.path().join("hooks")).unwrap();
-    std::fs::write(&cfg, "[upstream]\nurl = \"http://127.0.0.1:9\"\n[signing]\nkeys = [\"k.pem\"]\n[hooks]\nmemory_limit_mb = 128\ntimeout_ms = 60000\n").unwrap();
+    std::fs::write(&cfg, "[upstream]\nurl = \"http://127.0.0.1:9\"\n[signing]\nkeys = [\"k.pem\"]\n[hooks]\nmemory_limit_mb = 128\ntimeout_ms = 60000\nflow_timeout_ms = 60000\n").unwrap();
     let pem = tokenhook::keys::generate_pem(jsonwebtoken::Algorithm::ES256).unwrap();
     std::fs::write(dir.path().join("k.pem"), pem).unwrap();
     let ev = dir.path().join("e.json");

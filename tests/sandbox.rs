@@ -486,7 +486,8 @@ def send(tag, payload):
     w.flush()
 def settled(client):
     state = {"done": True, "result": {"https://x/id": client}}
-    send(5, json.dumps({"state": state, "logs": []}).encode())
+    # One entry per step of the flow (here one hook).
+    send(5, json.dumps([{"state": state, "logs": []}]).encode())
 def calls():
     # Each call's client id; the body is the deadline (8 bytes) and the input JSON.
     while True:
@@ -513,7 +514,7 @@ send(3, b"legacy")
 for client in calls():
     if client == "bad":
         time.sleep(0.2)
-        send(6, b"not json")
+        send(5, b"not json")
     else:
         settled(client)
 "#;

@@ -1353,6 +1353,245 @@
     Hmac,
   };
 
+  // --- axios ----------------------------------------------------------------------------------
+  // The calls of the npm module that public Actions make, on top of `fetch` (so every
+  // request goes through the hook's egress allow-list): `axios(config)`, `axios(url,
+  // config)`, the method helpers, `create`, `defaults`, interceptors, `params`,
+  // `headers`, `timeout`, `auth`, JSON bodies, `response.data/status/headers`, and
+  // errors that carry `response` (axios 1.x behaviour).
+  class AxiosError extends Error {
+    constructor(message, code, config, request, response) {
+      super(message);
+      this.name = "AxiosError";
+      this.code = code;
+      this.config = config;
+      this.request = request;
+      this.response = response;
+      this.status = response ? response.status : undefined;
+      this.isAxiosError = true;
+    }
+    toJSON() {
+      return { message: this.message, name: this.name, code: this.code, status: this.status };
+    }
+  }
+  AxiosError.ERR_BAD_REQUEST = "ERR_BAD_REQUEST";
+  AxiosError.ERR_BAD_RESPONSE = "ERR_BAD_RESPONSE";
+  AxiosError.ECONNABORTED = "ECONNABORTED";
+  AxiosError.ERR_NETWORK = "ERR_NETWORK";
+  AxiosError.ERR_CANCELED = "ERR_CANCELED";
+  AxiosError.ETIMEDOUT = "ETIMEDOUT";
+  class CanceledError extends AxiosError {
+    constructor(message, config, request) {
+      super(message === undefined || message === null ? "canceled" : message, "ERR_CANCELED", config, request);
+      this.name = "CanceledError";
+      this.__CANCEL__ = true;
+    }
+  }
+  const axiosMethods = ["delete", "get", "head", "options", "post", "put", "patch"];
+  function isPlainObject(v) {
+    if (v === null || typeof v !== "object") return false;
+    const p = getPrototypeOf(v);
+    return p === null || p === Object.prototype;
+  }
+  // Header sets as axios keeps them in `defaults.headers`: `common`, per method, and
+  // plain names; flattened for one request.
+  function flatHeaders(headers, method) {
+    const out = {};
+    if (!headers) return out;
+    const put = function (src) {
+      if (!src) return;
+      for (const k of Object.keys(src)) {
+        if (k === "common" || axiosMethods.indexOf(k) >= 0) continue;
+        const v = src[k];
+        if (v === undefined || v === null || v === false) continue;
+        for (const have of Object.keys(out)) if (have.toLowerCase() === k.toLowerCase()) delete out[have];
+        out[k] = String(v);
+      }
+    };
+    put(headers.common);
+    put(headers[method]);
+    put(headers);
+    return out;
+  }
+  function mergeConfig(a, b) {
+    const out = Object.assign({}, a || {}, b || {});
+    const ha = (a && a.headers) || {};
+    const hb = (b && b.headers) || {};
+    out.headers = Object.assign({}, ha, hb);
+    for (const k of ["common"].concat(axiosMethods)) {
+      if (isPlainObject(ha[k]) || isPlainObject(hb[k])) out.headers[k] = Object.assign({}, ha[k], hb[k]);
+    }
+    return out;
+  }
+  function hasHeader(headers, name) {
+    return Object.keys(headers).some(function (k) { return k.toLowerCase() === name; });
+  }
+  // axios's default `params` serializer: `key[]=` for arrays, ISO dates, JSON objects,
+  // null and undefined left out.
+  function serializeParams(params) {
+    if (params instanceof URLSearchParams) return params.toString();
+    const parts = new URLSearchParams();
+    for (const k of Object.keys(params)) {
+      const v = params[k];
+      if (v === null || v === undefined) continue;
+      const add = function (key, x) {
+        parts.append(key, x instanceof Date ? x.toISOString() : x !== null && typeof x === "object" ? JSON.stringify(x) : String(x));
+      };
+      if (isArray(v)) for (const x of v) add(k + "[]", x);
+      else add(k, v);
+    }
+    return parts.toString();
+  }
+  function fullURL(config) {
+    let url = config.url === undefined ? "" : String(config.url);
+    if (config.baseURL && !/^([a-z][a-z\d+\-.]*:)?\/\//i.test(url)) {
+      url = url ? String(config.baseURL).replace(/\/+$/, "") + "/" + url.replace(/^\/+/, "") : String(config.baseURL);
+    }
+    if (config.params) {
+      const q = config.paramsSerializer && typeof config.paramsSerializer === "function" ? config.paramsSerializer(config.params) : serializeParams(config.params);
+      if (q) {
+        const hash = url.indexOf("#");
+        if (hash >= 0) url = url.slice(0, hash);
+        url += (url.indexOf("?") >= 0 ? "&" : "?") + q;
+      }
+    }
+    return url;
+  }
+  function parseBody(text, config) {
+    if (config.responseType === "text") return text;
+    if (typeof text === "string" && text.length > 0) {
+      try {
+        return JSON.parse(text);
+      } catch (e) {
+        if (config.responseType === "json") throw new AxiosError(e.message, "ERR_BAD_RESPONSE", config);
+      }
+    }
+    return text;
+  }
+  function Interceptors() {
+    const handlers = [];
+    return {
+      handlers: handlers,
+      use: function (fulfilled, rejected) {
+        handlers.push({ fulfilled: fulfilled, rejected: rejected });
+        return handlers.length - 1;
+      },
+      eject: function (id) {
+        if (handlers[id]) handlers[id] = null;
+      },
+      clear: function () {
+        handlers.length = 0;
+      },
+    };
+  }
+  function dispatch(config) {
+    const method = String(config.method || "get").toLowerCase();
+    const headers = flatHeaders(config.headers, method);
+    let body;
+    const data = config.data;
+    if (data !== undefined && data !== null && method !== "get" && method !== "head") {
+      if (typeof data === "string") {
+        body = data;
+      } else if (data instanceof URLSearchParams) {
+        body = data.toString();
+        if (!hasHeader(headers, "content-type")) headers["Content-Type"] = "application/x-www-form-urlencoded;charset=utf-8";
+      } else if (data instanceof ArrayBuffer || isView(data)) {
+        body = data;
+      } else {
+        body = JSON.stringify(data);
+        if (!hasHeader(headers, "content-type")) headers["Content-Type"] = "application/json";
+      }
+    }
+    if (config.auth) {
+      const user = config.auth.username || "";
+      const pass = config.auth.password || "";
+      headers.Authorization = "Basic " + Buffer.from(user + ":" + pass, "utf8").toString("base64");
+    }
+    const signals = [];
+    if (config.signal) signals.push(config.signal);
+    const timeout = Number(config.timeout) || 0;
+    let timer = null;
+    let timedOut = false;
+    let controller = null;
+    if (timeout > 0) {
+      controller = new AbortController();
+      signals.push(controller.signal);
+      timer = setTimeout(function () {
+        timedOut = true;
+        controller.abort();
+      }, timeout);
+    }
+    const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+    const request = { method: method.toUpperCase(), url: fullURL(config) };
+    return fetch(request.url, { method: request.method, headers: headers, body: body, signal: signal }).then(
+      function (res) {
+        if (timer !== null) clearTimeout(timer);
+        return res.text().then(function (text) {
+          const h = {};
+          res.headers.forEach(function (v, k) { h[k] = v; });
+          const response = { data: parseBody(text, config), status: res.status, statusText: res.statusText, headers: h, config: config, request: request };
+          const validate = config.validateStatus === undefined ? function (s) { return s >= 200 && s < 300; } : config.validateStatus;
+          if (!validate || validate(res.status)) return response;
+          throw new AxiosError("Request failed with status code " + res.status,
+            res.status >= 500 ? "ERR_BAD_RESPONSE" : "ERR_BAD_REQUEST", config, request, response);
+        });
+      },
+      function (err) {
+        if (timer !== null) clearTimeout(timer);
+        if (err && err.isAxiosError) throw err;
+        if (timedOut) {
+          throw new AxiosError(config.timeoutErrorMessage || "timeout of " + timeout + "ms exceeded", "ECONNABORTED", config, request);
+        }
+        if (err && (err.name === "AbortError" || err.name === "TimeoutError" || (config.signal && config.signal.aborted))) {
+          throw new CanceledError(null, config, request);
+        }
+        throw new AxiosError(err && err.message ? err.message : "Network Error", "ERR_NETWORK", config, request);
+      }
+    );
+  }
+  function createAxios(defaults) {
+    const interceptors = { request: Interceptors(), response: Interceptors() };
+    function request(configOrUrl, maybeConfig) {
+      let config = typeof configOrUrl === "string" ? Object.assign({}, maybeConfig, { url: configOrUrl }) : Object.assign({}, configOrUrl);
+      config = mergeConfig(instance.defaults, config);
+      let chain = Promise.resolve(config);
+      for (const h of interceptors.request.handlers.slice().reverse()) {
+        if (h) chain = chain.then(h.fulfilled, h.rejected);
+      }
+      chain = chain.then(dispatch);
+      for (const h of interceptors.response.handlers) {
+        if (h) chain = chain.then(h.fulfilled, h.rejected);
+      }
+      return chain;
+    }
+    const instance = function axios(configOrUrl, maybeConfig) {
+      return request(configOrUrl, maybeConfig);
+    };
+    instance.defaults = mergeConfig({
+      headers: { common: { Accept: "application/json, text/plain, */*" } },
+      timeout: 0,
+    }, defaults);
+    instance.interceptors = interceptors;
+    instance.request = request;
+    for (const m of ["delete", "get", "head", "options"]) {
+      instance[m] = function (url, config) { return request(Object.assign({}, config, { method: m, url: url })); };
+    }
+    for (const m of ["post", "put", "patch"]) {
+      instance[m] = function (url, data, config) { return request(Object.assign({}, config, { method: m, url: url, data: data })); };
+    }
+    instance.getUri = function (config) { return fullURL(mergeConfig(instance.defaults, config)); };
+    instance.create = function (config) { return createAxios(mergeConfig(instance.defaults, config)); };
+    instance.AxiosError = AxiosError;
+    instance.CanceledError = CanceledError;
+    instance.isAxiosError = function (e) { return e !== null && typeof e === "object" && e.isAxiosError === true; };
+    instance.isCancel = function (e) { return !!(e && e.__CANCEL__); };
+    instance.all = function (list) { return Promise.all(list); };
+    instance.spread = function (fn) { return function (arr) { return fn.apply(null, arr); }; };
+    instance.default = instance;
+    return instance;
+  }
+  const axios = createAxios({});
+
   // --- modules and globals ------------------------------------------------------------------
   const util = {
     format, inspect, promisify, inherits,
@@ -1367,12 +1606,16 @@
     util,
   };
   const names = Object.keys(modules).sort();
+  // npm modules given as built-ins: by their bare name only (no `node:`).
+  const packages = { axios };
   function require(name) {
     const id = String(name);
     const bare = id.slice(0, 5) === "node:" ? id.slice(5) : id;
     if (hasOwn.call(modules, bare)) return modules[bare];
+    if (hasOwn.call(packages, id)) return packages[id];
     const e = new Error("Cannot find module '" + id + "': tokenhook hooks can load only the Node built-ins " +
-      names.join(", ") + " (with or without node:), no npm modules");
+      names.join(", ") + " (with or without node:) and the npm module " + Object.keys(packages).join(", ") +
+      ", no other npm modules");
     e.code = "MODULE_NOT_FOUND";
     throw e;
   }

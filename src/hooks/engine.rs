@@ -142,6 +142,22 @@ pub enum RawOutcome {
     Aborted { message: String },
 }
 
+/// Where a hook's `fetch` requests go: the worker's pipe to the sidecar, which performs
+/// them under the hook's egress policy. Without one (an engine run in place), every
+/// request is refused.
+pub trait Host {
+    /// Hands over a batch of requests (the driver's outbox JSON). False if it cannot.
+    fn send(&mut self, requests: &str) -> bool;
+    /// Waits up to `max` for one answer (`{"id": …, "result": …}`).
+    fn wait(&mut self, max: Duration) -> Option<String>;
+}
+
+/// The request ids of a driver outbox batch.
+#[derive(Deserialize)]
+struct Outgoing {
+    id: u64,
+}
+
 pub struct Engine {
     ctx: Context,
     form: Form,
@@ -153,6 +169,11 @@ pub struct Engine {
     finish: JsObject,
     fire: JsObject,
     reset: JsObject,
+    outbox: JsObject,
+    fetch_done: JsObject,
+    host: Option<Box<dyn Host>>,
+    /// Requests of the current call still unanswered.
+    pending: std::collections::HashSet<u64>,
 }
 
 fn describe(e: boa_engine::JsError) -> String {
@@ -242,6 +263,8 @@ impl Engine {
         let finish = method(&mut ctx, "finish")?;
         let fire = method(&mut ctx, "fireTimers")?;
         let reset = method(&mut ctx, "reset")?;
+        let outbox = method(&mut ctx, "outbox")?;
+        let fetch_done = method(&mut ctx, "fetchDone")?;
         // Whatever the hook's top level queued or printed belongs to no request.
         let _ = reset.call(&JsValue::from(driver.clone()), &[], &mut ctx);
         Ok(Engine {
@@ -254,11 +277,79 @@ impl Engine {
             finish,
             fire,
             reset,
+            outbox,
+            fetch_done,
+            host: None,
+            pending: Default::default(),
         })
     }
 
     pub fn form(&self) -> Form {
         self.form
+    }
+
+    /// Where this engine's `fetch` requests go (see [`Host`]).
+    pub fn set_host(&mut self, host: Box<dyn Host>) {
+        self.host = Some(host);
+    }
+
+    /// Hands the requests the hook made since the last look to the host, or refuses
+    /// them at once when there is none; true if it settled any (jobs to run).
+    fn flush_outbox(&mut self) -> Result<bool, String> {
+        let batch = self
+            .outbox
+            .call(&self.driver, &[], &mut self.ctx)
+            .map_err(describe)?;
+        let Some(text) = batch.as_string().map(|s| s.to_std_string_escaped()) else {
+            return Ok(false);
+        };
+        let ids: Vec<Outgoing> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let sent = match self.host.as_mut() {
+            Some(h) => h.send(&text),
+            None => false,
+        };
+        for o in ids {
+            if sent {
+                self.pending.insert(o.id);
+            } else {
+                let refused = serde_json::json!({"id": o.id, "result": {"kind": "Error", "reason": "refused",
+                    "message": "this hook has no network here (fetch runs only through the sidecar)"}});
+                self.deliver(&refused.to_string())?;
+            }
+        }
+        Ok(!sent)
+    }
+
+    /// Settles one request's promise with the host's answer.
+    fn deliver(&mut self, answer: &str) -> Result<(), String> {
+        self.fetch_done
+            .call(
+                &self.driver,
+                &[JsValue::from(JsString::from(answer))],
+                &mut self.ctx,
+            )
+            .map(drop)
+            .map_err(describe)
+    }
+
+    /// Waits until `until` for an answer to one of this call's requests; true if one
+    /// came (and was delivered).
+    fn await_answer(&mut self, until: Instant) -> Result<bool, String> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(answer) = self.host.as_mut().and_then(|h| h.wait(left)) else {
+                return Ok(false);
+            };
+            let id = serde_json::from_str::<Outgoing>(&answer).map(|o| o.id);
+            // An answer for a request of an earlier call is dropped.
+            if id.is_ok_and(|id| self.pending.remove(&id)) {
+                self.deliver(&answer)?;
+                return Ok(true);
+            }
+            if Instant::now() >= until {
+                return Ok(false);
+            }
+        }
     }
 
     /// Runs one invocation with `input` until the hook settles, nothing is left
@@ -277,6 +368,7 @@ impl Engine {
     /// As `call`, but a settled invocation comes back as the driver's JSON text,
     /// unparsed: a worker process forwards it as is and the pool parses it once.
     pub fn call_raw(&mut self, input: &serde_json::Value, deadline: Instant) -> Reply {
+        self.pending.clear();
         let args = self.arguments(input);
         let state = match self.entry.call(&self.driver, &args, &mut self.ctx) {
             Ok(state) => state,
@@ -291,6 +383,11 @@ impl Engine {
                 return self.end(RawOutcome::Aborted {
                     message: describe(e),
                 });
+            }
+            match self.flush_outbox() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(message) => return self.end(RawOutcome::Aborted { message }),
             }
             let polled =
                 match self
@@ -317,11 +414,24 @@ impl Engine {
             };
             let wait = Duration::from_millis(next.max(0.0) as u64);
             let now = Instant::now();
-            if now + wait > deadline {
-                std::thread::sleep(deadline.saturating_duration_since(now));
-                return self.end(RawOutcome::TimedOut);
+            if !self.pending.is_empty() {
+                // Requests are out: an answer may come before the next timer.
+                let until = (now + wait).min(deadline);
+                match self.await_answer(until) {
+                    Ok(true) => continue,
+                    Ok(false) if Instant::now() >= deadline => {
+                        return self.end(RawOutcome::TimedOut);
+                    }
+                    Ok(false) => {}
+                    Err(message) => return self.end(RawOutcome::Aborted { message }),
+                }
+            } else {
+                if now + wait > deadline {
+                    std::thread::sleep(deadline.saturating_duration_since(now));
+                    return self.end(RawOutcome::TimedOut);
+                }
+                std::thread::sleep(wait);
             }
-            std::thread::sleep(wait);
             if let Err(e) =
                 self.fire
                     .call(&self.driver, std::slice::from_ref(&state), &mut self.ctx)

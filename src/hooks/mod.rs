@@ -202,7 +202,14 @@ impl HookPool {
         cfg: &HooksConfig,
         command: WorkerCommand,
     ) -> Result<HookPool, String> {
-        Self::start_with(spec, cfg, command, Default::default(), Default::default())
+        Self::start_with(
+            spec,
+            cfg,
+            command,
+            Default::default(),
+            Default::default(),
+            None,
+        )
     }
 
     /// As `start`, sharing a cache and counters with earlier versions of the pool (a hot
@@ -213,8 +220,9 @@ impl HookPool {
         command: WorkerCommand,
         cache: Arc<cache::SharedCache>,
         stats: Arc<PoolStats>,
+        fetcher: Option<Arc<dyn pool::Fetcher>>,
     ) -> Result<HookPool, String> {
-        let pool = Pool::start(&spec, cfg, command, stats)?;
+        let pool = Pool::start(&spec, cfg, command, stats, fetcher)?;
         let first_action = usize::from(spec.has_hook);
         for (i, (s, form)) in spec.steps.iter().zip(&pool.forms).enumerate() {
             if i >= first_action && *form != Form::Action {

@@ -68,6 +68,222 @@ globalThis.exports = globalThis.module.exports;
   globalThis.setImmediate = function (fn) {
     return globalThis.setTimeout.apply(null, [fn, 0].concat(Array.prototype.slice.call(arguments, 1)));
   };
+  // fetch: requests go to the sidecar, which performs them under the hook's egress
+  // allow-list (`[hook.NAME.fetch]`); the worker has no network. `outbox` holds requests
+  // not yet handed to Rust, `inflight` the promises waiting for an answer, by id.
+  let outbox = [];
+  let inflight = create(null);
+  let inflightCount = 0;
+  let fetchSeq = 0;
+  function domError(message, name) {
+    const D = globalThis.DOMException;
+    if (typeof D === "function") return new D(message, name);
+    const e = new Error(message);
+    e.name = name;
+    return e;
+  }
+  function lower(name) {
+    return String(name).toLowerCase();
+  }
+  class Headers {
+    constructor(init) {
+      defineProperty(this, "_list", { value: [], writable: true });
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) {
+        for (const [k, v] of init._list) this.append(k, v);
+      } else if (isArray(init)) {
+        for (const pair of init) this.append(pair[0], pair[1]);
+      } else if (typeof init === "object") {
+        for (const k of keysOf(init)) this.append(k, init[k]);
+      }
+    }
+    append(name, value) {
+      const n = lower(name);
+      if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(n)) throw new TypeError("Invalid header name: " + show(name));
+      const v = String(value).trim();
+      if (/[\r\n\0]/.test(v)) throw new TypeError("Invalid header value for " + n);
+      this._list.push([n, v]);
+    }
+    set(name, value) {
+      this.delete(name);
+      this.append(name, value);
+    }
+    get(name) {
+      const n = lower(name);
+      const found = without(this._list, function (p) { return p[0] !== n; });
+      if (found.length === 0) return null;
+      return found.map(function (p) { return p[1]; }).join(n === "set-cookie" ? ", " : ", ");
+    }
+    has(name) {
+      return this.get(name) !== null;
+    }
+    delete(name) {
+      const n = lower(name);
+      this._list = without(this._list, function (p) { return p[0] === n; });
+    }
+    forEach(fn, thisArg) {
+      for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    }
+    *entries() {
+      const names = [];
+      for (const [k] of this._list) if (names.indexOf(k) < 0) names.push(k);
+      names.sort();
+      for (const k of names) yield [k, this.get(k)];
+    }
+    *keys() {
+      for (const [k] of this.entries()) yield k;
+    }
+    *values() {
+      for (const [, v] of this.entries()) yield v;
+    }
+    [Symbol.iterator]() {
+      return this.entries();
+    }
+  }
+  class Response {
+    constructor(body, init) {
+      const o = init || {};
+      this.status = o.status === undefined ? 200 : o.status;
+      this.statusText = o.statusText === undefined ? "" : String(o.statusText);
+      this.headers = new Headers(o.headers);
+      this.ok = this.status >= 200 && this.status < 300;
+      this.url = o.url || "";
+      this.redirected = !!o.redirected;
+      this.type = "basic";
+      defineProperty(this, "_body", { value: body === undefined || body === null ? "" : String(body), writable: true });
+      this.bodyUsed = false;
+    }
+    _take() {
+      if (this.bodyUsed) return Promise.reject(new TypeError("Body is unusable: Body has already been read"));
+      this.bodyUsed = true;
+      return Promise.resolve(this._body);
+    }
+    text() {
+      return this._take();
+    }
+    json() {
+      return this._take().then(function (t) { return JSON.parse(t); });
+    }
+    arrayBuffer() {
+      return this._take().then(function (t) { return new TextEncoder().encode(t).buffer; });
+    }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Response.clone: Body has already been consumed.");
+      return new Response(this._body, this);
+    }
+    static json(data, init) {
+      const r = new Response(stringify(data), init);
+      if (!r.headers.has("content-type")) r.headers.set("content-type", "application/json");
+      return r;
+    }
+  }
+  class AbortSignal {
+    constructor() {
+      this.aborted = false;
+      this.reason = undefined;
+      this.onabort = null;
+      defineProperty(this, "_listeners", { value: [] });
+    }
+    addEventListener(type, fn) {
+      if (type === "abort" && typeof fn === "function") this._listeners.push(fn);
+    }
+    removeEventListener(type, fn) {
+      const i = this._listeners.indexOf(fn);
+      if (i >= 0) this._listeners.splice(i, 1);
+    }
+    throwIfAborted() {
+      if (this.aborted) throw this.reason;
+    }
+    _abort(reason) {
+      if (this.aborted) return;
+      this.aborted = true;
+      this.reason = reason;
+      const ev = { type: "abort", target: this };
+      if (typeof this.onabort === "function") this.onabort(ev);
+      for (const fn of this._listeners.slice()) fn.call(this, ev);
+    }
+    static abort(reason) {
+      const s = new AbortSignal();
+      s._abort(reason === undefined ? domError("This operation was aborted", "AbortError") : reason);
+      return s;
+    }
+    static timeout(ms) {
+      const s = new AbortSignal();
+      globalThis.setTimeout(function () {
+        s._abort(domError("The operation was aborted due to timeout", "TimeoutError"));
+      }, ms);
+      return s;
+    }
+    static any(signals) {
+      const s = new AbortSignal();
+      for (const x of signals) {
+        if (x.aborted) {
+          s._abort(x.reason);
+          break;
+        }
+        x.addEventListener("abort", function () { s._abort(x.reason); });
+      }
+      return s;
+    }
+  }
+  class AbortController {
+    constructor() {
+      this.signal = new AbortSignal();
+    }
+    abort(reason) {
+      this.signal._abort(reason === undefined ? domError("This operation was aborted", "AbortError") : reason);
+    }
+  }
+  function bodyText(body, headers) {
+    if (body === undefined || body === null) return undefined;
+    if (typeof body === "string") {
+      if (!headers.has("content-type")) headers.set("content-type", "text/plain;charset=UTF-8");
+      return body;
+    }
+    if (typeof URLSearchParams === "function" && body instanceof URLSearchParams) {
+      if (!headers.has("content-type")) headers.set("content-type", "application/x-www-form-urlencoded;charset=UTF-8");
+      return body.toString();
+    }
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+      return new TextDecoder().decode(body);
+    }
+    throw new TypeError("fetch: this body type is not supported (use a string, URLSearchParams or bytes)");
+  }
+  globalThis.fetch = function (input, init) {
+    return new Promise(function (resolve, reject) {
+      const o = init || {};
+      const url = typeof input === "string" ? input : input && input.href !== undefined ? String(input.href) : input && input.url !== undefined ? String(input.url) : String(input);
+      const headers = new Headers(o.headers);
+      const method = o.method === undefined ? "GET" : String(o.method).toUpperCase();
+      const body = bodyText(o.body, headers);
+      if (body !== undefined && (method === "GET" || method === "HEAD")) {
+        throw new TypeError("Request with GET/HEAD method cannot have body.");
+      }
+      const signal = o.signal;
+      if (signal && signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const id = ++fetchSeq;
+      inflight[id] = { resolve: resolve, reject: reject };
+      inflightCount++;
+      if (signal && typeof signal.addEventListener === "function") {
+        signal.addEventListener("abort", function () {
+          if (inflight[id]) {
+            delete inflight[id];
+            inflightCount--;
+            reject(signal.reason);
+          }
+        });
+      }
+      outbox.push({ id: id, request: { url: url, method: method, headers: headers._list, body: body } });
+    });
+  };
+  globalThis.Headers = Headers;
+  globalThis.Response = Response;
+  globalThis.AbortController = AbortController;
+  globalThis.AbortSignal = AbortSignal;
+
   function show(v) {
     if (typeof v === "string") return v;
     try {
@@ -374,6 +590,31 @@ globalThis.exports = globalThis.module.exports;
       }
       return state;
     },
+    // Requests made since the last look, as JSON for the sidecar; null for none.
+    outbox: function () {
+      if (outbox.length === 0) return null;
+      const out = stringify(outbox);
+      outbox = [];
+      return out;
+    },
+    // An answer from the sidecar: settles that request's promise (an answer for a
+    // request of an earlier call, or one aborted meanwhile, finds none and is dropped).
+    fetchDone: function (json) {
+      const m = JSON.parse(json);
+      const f = inflight[m.id];
+      if (!f) return;
+      delete inflight[m.id];
+      inflightCount--;
+      const r = m.result || {};
+      if (r.kind === "Response") {
+        f.resolve(new Response(r.body, { status: r.status, statusText: r.status_text, headers: r.headers, url: r.url, redirected: r.redirected }));
+      } else {
+        const e = new TypeError("fetch failed");
+        e.cause = { code: r.reason, message: String(r.message) };
+        e.message = "fetch failed: " + String(r.message);
+        f.reject(e);
+      }
+    },
     // Milliseconds until the next timer, or -1 when none is pending.
     nextTimer: function () {
       if (timers.length === 0) return -1;
@@ -407,8 +648,15 @@ globalThis.exports = globalThis.module.exports;
     poll: function (state) {
       const next = state.done ? -1 : driver.nextTimer();
       if (next >= 0) return next;
+      // Nothing timed, but answers are awaited: wait for them (Rust bounds the wait).
+      if (!state.done && inflightCount > 0) return 2147483647;
       // Fresh arrays only when needed: Rust takes null as no lines.
       if (timers.length !== 0) timers = [];
+      if (inflightCount !== 0 || outbox.length !== 0) {
+        inflight = create(null);
+        inflightCount = 0;
+        outbox = [];
+      }
       if (logs.length === 0) return null;
       const lines = logs;
       logs = [];
@@ -431,6 +679,9 @@ globalThis.exports = globalThis.module.exports;
       }
       logs = [];
       timers = [];
+      outbox = [];
+      inflight = create(null);
+      inflightCount = 0;
       return out;
     },
     // Drops console lines and timers that ran outside any invocation (the hook's top
@@ -438,6 +689,9 @@ globalThis.exports = globalThis.module.exports;
     reset: function () {
       logs = [];
       timers = [];
+      outbox = [];
+      inflight = create(null);
+      inflightCount = 0;
     },
   };
   return driver;

@@ -25,6 +25,12 @@ pub const TAG_COMPILE_ERROR: u8 = 4;
 /// Worker → sidecar: the call is over; payload a JSON array with one entry per step
 /// that ran (see `Done::parse`).
 pub const TAG_FINISHED: u8 = 5;
+/// Worker → sidecar, during a call: `fetch` requests of one step, JSON
+/// `{"step": N, "requests": [{"id": …, "request": egress::FetchRequest}, …]}`.
+pub const TAG_FETCH: u8 = 7;
+/// Sidecar → worker, during a call: one request's answer, JSON
+/// `{"id": …, "result": egress::FetchResult}`.
+pub const TAG_FETCH_REPLY: u8 = 8;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Init {

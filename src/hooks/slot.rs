@@ -57,7 +57,7 @@ impl HookSlot {
         } else {
             "flow"
         };
-        let pool = HookPool::start_with(spec, cfg, command.clone(), cache, stats.clone())
+        let pool = HookPool::start_with(spec, cfg, command.clone(), cache, stats.clone(), None)
             .map_err(|e| vec![(format!("hooks.dir/{}: {key}", manifest::MANIFEST), e)])?;
         pool.attach_counters(&metrics.hook_outcomes);
         Ok(Some(Arc::new(pool)))

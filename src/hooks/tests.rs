@@ -295,7 +295,8 @@ fn unserializable_result_is_a_server_error() {
 
 #[test]
 fn require_gives_the_built_ins_and_fails_naming_any_other_module_d13() {
-    for name in ["request", "node:fs", "axios"] {
+    // `axios` is an npm module given as a built-in by its bare name only.
+    for name in ["request", "node:fs", "node:axios", "aws-sdk"] {
         let inv = run(&legacy(&format!(
             "var r = require('{name}'); cb(null, {{}})"
         )));
@@ -305,10 +306,15 @@ fn require_gives_the_built_ins_and_fails_naming_any_other_module_d13() {
             err.error().description(),
             format!(
                 "Cannot find module '{name}': tokenhook hooks can load only the Node built-ins \
-                 buffer, crypto, querystring, url, util (with or without node:), no npm modules"
+                 buffer, crypto, querystring, url, util (with or without node:) and the npm \
+                 module axios, no other npm modules"
             ),
         );
     }
+    let inv = run(&legacy(
+        "var a = require('axios'); cb(null, {'https://x/a': typeof a.get + typeof a.create + (a.default === a)})",
+    ));
+    assert_eq!(claims_of(&inv)["https://x/a"], "functionfunctiontrue");
     // Each built-in by both names is one and the same module object.
     let inv = run(&legacy(
         "var same = ['buffer', 'crypto', 'querystring', 'url', 'util'].every(function (m) { \
@@ -376,6 +382,9 @@ fn built_ins_cannot_reach_the_natives_and_survive_a_hook_replacing_globals() {
     }
 }
 
+// The engine has no host APIs of its own; `fetch` exists but only the sidecar performs
+// it, so an engine without that channel (run in place) refuses every request. Breaks if
+// a host global appeared, or if `fetch` reached the network without the sidecar.
 #[test]
 fn sandbox_has_no_host_access() {
     let inv = run(&legacy(
@@ -383,8 +392,18 @@ fn sandbox_has_no_host_access() {
     ));
     assert_eq!(
         claims_of(&inv)["https://x/g"],
-        "undefined,undefined,undefined,undefined,undefined"
+        "undefined,function,undefined,undefined,undefined"
     );
+    let inv = run(&legacy(
+        "fetch('http://127.0.0.1:9/').then(function () { cb(null, {'https://x/f': 'reached'}); }, \
+         function (e) { cb(null, {'https://x/f': e.name + ': ' + e.message, 'https://x/c': e.cause.code}); });",
+    ));
+    let claims = claims_of(&inv);
+    assert_eq!(
+        claims["https://x/f"],
+        "TypeError: fetch failed: this hook has no network here (fetch runs only through the sidecar)"
+    );
+    assert_eq!(claims["https://x/c"], "refused");
 }
 
 #[test]

@@ -4,13 +4,15 @@
 //! (kill it) and bound its memory (RLIMIT_AS), which a thread cannot offer: Boa cannot
 //! interrupt native builtins or regex backtracking and has no heap limit.
 
-use super::engine::{Engine, Form, Limits, RawOutcome, Reply};
+use super::engine::{Engine, Form, Host, Limits, RawOutcome, Reply};
 use super::flow::View;
 use super::protocol::{self, Init, StepDone};
 use crate::token::claims::ClaimPolicy;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Runs the worker loop until stdin closes. Returns the process exit code.
@@ -50,6 +52,7 @@ pub fn main() -> u8 {
         recursion: init.recursion,
     };
     let mut steps = Vec::with_capacity(init.steps.len());
+    // Compiled first; the pipes then go to the channel the steps' `fetch` shares.
     for step in init.steps {
         match Engine::compile(&step.source, &step.secrets, limits) {
             Ok(engine) => steps.push(Step {
@@ -77,12 +80,23 @@ pub fn main() -> u8 {
     if send(&mut out, protocol::TAG_READY, forms.join(",").as_bytes()).is_err() {
         return 1;
     }
+    let chan = Rc::new(RefCell::new(Channel {
+        input,
+        out,
+        calls: VecDeque::new(),
+    }));
+    for (i, step) in steps.iter_mut().enumerate() {
+        step.engine.set_host(Box::new(StepHost {
+            chan: chan.clone(),
+            step: i,
+        }));
+    }
     let mut answer = Vec::with_capacity(4096);
     loop {
-        let body = match protocol::read_blocking(&mut input) {
-            Ok(Some((protocol::TAG_CALL, body))) if body.len() >= 8 => body,
-            Ok(None) => return 0,
-            _ => return 2,
+        let body = match chan.borrow_mut().next_call() {
+            Some(body) if body.len() >= 8 => body,
+            Some(_) => return 2,
+            None => return 0,
         };
         let due = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
         answer.clear();
@@ -90,8 +104,89 @@ pub fn main() -> u8 {
         run_flow(&mut steps, &body[8..], due, policy, &mut answer);
         let len = (answer.len() - 4) as u32;
         answer[..4].copy_from_slice(&len.to_be_bytes());
-        if out.write_all(&answer).is_err() {
+        if chan.borrow_mut().out.write_all(&answer).is_err() {
             return 1;
+        }
+    }
+}
+
+/// The worker's pipes, shared by the steps' engines: calls come in on them, and so do
+/// the answers to a hook's `fetch` requests, which the sidecar performs. A call the
+/// sidecar pipelined while a hook waits for an answer is kept for the main loop.
+struct Channel {
+    input: BufReader<std::fs::File>,
+    out: std::fs::File,
+    calls: VecDeque<Vec<u8>>,
+}
+
+impl Channel {
+    /// The next call's payload; `None` once the sidecar closed the pipe (or broke the
+    /// protocol, which ends the worker the same way).
+    fn next_call(&mut self) -> Option<Vec<u8>> {
+        if let Some(c) = self.calls.pop_front() {
+            return Some(c);
+        }
+        loop {
+            match protocol::read_blocking(&mut self.input).ok()?? {
+                (protocol::TAG_CALL, body) => return Some(body),
+                // An answer to a request of a call that is over.
+                (protocol::TAG_FETCH_REPLY, _) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether a frame starts within `max`. The sidecar writes each frame whole, so the
+    /// rest follows at once.
+    fn readable(&self, max: Duration) -> bool {
+        if !self.input.buffer().is_empty() {
+            return true;
+        }
+        let fd = self.input.get_ref();
+        let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: max.as_secs() as _,
+            tv_nsec: max.subsec_nanos() as _,
+        };
+        rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+    }
+}
+
+/// One step's view of the channel: its requests carry its index, so the sidecar
+/// applies that hook's egress policy.
+struct StepHost {
+    chan: Rc<RefCell<Channel>>,
+    step: usize,
+}
+
+impl Host for StepHost {
+    fn send(&mut self, requests: &str) -> bool {
+        let head = format!("{{\"step\":{},\"requests\":", self.step);
+        let frame = protocol::frame(
+            protocol::TAG_FETCH,
+            &[head.as_bytes(), requests.as_bytes(), b"}"],
+        );
+        self.chan.borrow_mut().out.write_all(&frame).is_ok()
+    }
+
+    fn wait(&mut self, max: Duration) -> Option<String> {
+        let until = Instant::now() + max;
+        let mut chan = self.chan.borrow_mut();
+        loop {
+            if !chan.readable(until.saturating_duration_since(Instant::now())) {
+                return None;
+            }
+            match protocol::read_blocking(&mut chan.input) {
+                Ok(Some((protocol::TAG_FETCH_REPLY, body))) => {
+                    return String::from_utf8(body).ok();
+                }
+                Ok(Some((protocol::TAG_CALL, body))) => chan.calls.push_back(body),
+                // The pipe closed or broke: no answer will come; the main loop ends.
+                _ => return None,
+            }
+            if Instant::now() >= until {
+                return None;
+            }
         }
     }
 }

@@ -38,6 +38,8 @@ pub(super) struct Shared {
     pub(super) stats: Arc<PoolStats>,
     /// How long past its deadline a call may run before its worker is killed.
     pub(super) grace: Duration,
+    /// Performs the hooks' `fetch` requests; None refuses them all.
+    pub(super) fetcher: Option<Arc<dyn super::Fetcher>>,
 }
 
 /// Where a worker slot stands. What is in flight is `Core::inflight`; a slot is busy
@@ -87,6 +89,14 @@ pub(super) enum Event<'a> {
 /// What the core decided, for the task to carry out in order.
 pub(super) enum Action {
     Reply(ReplyTx, Result<Done, String>),
+    /// The running call's hook asked for these `fetch` requests (a `TAG_FETCH` payload);
+    /// `live` is false when nobody waits for the call's answer any more, so they must
+    /// not reach the network.
+    Fetch {
+        payload: bytes::Bytes,
+        deadline: Instant,
+        live: bool,
+    },
     /// The worker died in this call: it fails with the process's exit reason, found
     /// without holding up the driver.
     ReplyExitReason(ReplyTx),
@@ -247,6 +257,18 @@ impl Core {
         let mut answered_badly = false;
         while !broken {
             match protocol::split_frame(buf) {
+                Ok(Some((protocol::TAG_FETCH, payload))) => {
+                    // The worker runs calls in order: the requests are the front one's.
+                    let Some(front) = self.inflight.front() else {
+                        broken = true;
+                        break;
+                    };
+                    out.push(Action::Fetch {
+                        payload,
+                        deadline: front.call.deadline,
+                        live: front.call.reply.is_some(),
+                    });
+                }
                 Ok(Some((tag, payload))) => {
                     let Some(done) = self.inflight.pop_front() else {
                         broken = true;
@@ -399,6 +421,8 @@ enum Woke {
     Wrote(std::io::Result<usize>),
     Tick,
     Notified,
+    /// A `fetch` request finished: its answer frame for the worker.
+    Fetched(Vec<u8>),
 }
 
 /// Drives one worker slot for the pool's life: does the core's I/O (starts workers,
@@ -407,6 +431,9 @@ enum Woke {
 async fn drive(shared: Arc<Shared>, first: Option<Started>) {
     let mut io = first.and_then(|s| Io::new(s).ok());
     let mut core = Core::new(shared.grace);
+    // The running call's `fetch` requests: cancelled (dropped) once it is answered or
+    // its worker goes, so a timed-out or killed hook leaves no request behind.
+    let mut fetches = Fetches::default();
     let mut out = Vec::with_capacity(8);
     let mut backoff = FIRST_BACKOFF;
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -505,6 +532,9 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                     None => std::future::pending().await,
                 }
             }, if listening => Woke::Notified,
+            Some(done) = fetches.tasks.join_next(), if !fetches.tasks.is_empty() => {
+                Woke::Fetched(done.unwrap_or_default())
+            }
         };
         now = Instant::now();
         let event = match woke {
@@ -524,23 +554,115 @@ async fn drive(shared: Arc<Shared>, first: Option<Started>) {
                 queue_empty: shared.queue.is_empty(),
             },
             Woke::Notified => Event::Notified,
+            Woke::Fetched(frame) => {
+                w.wbuf.extend_from_slice(&frame);
+                Event::Wrote
+            }
         };
         let was_busy = core.busy();
         take = core.on_event(event, now, &mut out);
-        perform(&shared, &mut io, &mut core, &mut out);
+        perform(&shared, &mut io, &mut core, &mut out, &mut fetches);
         count_busy(&shared.stats, was_busy, core.busy());
     }
     shared.queue.live.fetch_sub(1, Ordering::Relaxed);
     count_busy(&shared.stats, core.busy(), false);
 }
 
+/// The running call's `fetch` requests.
+#[derive(Default)]
+struct Fetches {
+    tasks: tokio::task::JoinSet<Vec<u8>>,
+    /// Requests this call made so far, for the hook's `max_requests`.
+    count: u32,
+}
+
+impl Fetches {
+    fn end_call(&mut self) {
+        self.tasks.abort_all();
+        self.count = 0;
+    }
+
+    /// Starts the requests of one `TAG_FETCH` payload; answers what is refused at once.
+    fn start(
+        &mut self,
+        shared: &Shared,
+        payload: &[u8],
+        deadline: Instant,
+        live: bool,
+        wbuf: Option<&mut Vec<u8>>,
+    ) {
+        #[derive(serde::Deserialize)]
+        struct Batch {
+            step: usize,
+            requests: Vec<One>,
+        }
+        #[derive(serde::Deserialize)]
+        struct One {
+            id: u64,
+            request: serde_json::Value,
+        }
+        let Ok(batch) = serde_json::from_slice::<Batch>(payload) else {
+            return;
+        };
+        let mut refused = Vec::new();
+        for one in batch.requests {
+            self.count += 1;
+            match (&shared.fetcher, live) {
+                (Some(f), true) => {
+                    let fut = f.fetch(batch.step, one.request, deadline, self.count);
+                    self.tasks
+                        .spawn(async move { answer_frame(one.id, &fut.await) });
+                }
+                (f, _) => refused.push(answer_frame(
+                    one.id,
+                    &serde_json::json!({"kind": "Error", "reason": "refused",
+                    "message": if f.is_none() {
+                        "this hook has no network here (no egress in this process)"
+                    } else {
+                        "request not made: the call is no longer awaited"
+                    }}),
+                )),
+            }
+        }
+        if let Some(w) = wbuf {
+            for f in refused {
+                w.extend_from_slice(&f);
+            }
+        }
+    }
+}
+
+/// A `TAG_FETCH_REPLY` frame.
+fn answer_frame(id: u64, result: &serde_json::Value) -> Vec<u8> {
+    let body = serde_json::json!({"id": id, "result": result}).to_string();
+    protocol::frame(protocol::TAG_FETCH_REPLY, &[body.as_bytes()])
+}
+
 /// Carries out the core's decisions, in order.
-fn perform(shared: &Arc<Shared>, io: &mut Option<Io>, core: &mut Core, out: &mut Vec<Action>) {
+fn perform(
+    shared: &Arc<Shared>,
+    io: &mut Option<Io>,
+    core: &mut Core,
+    out: &mut Vec<Action>,
+    fetches: &mut Fetches,
+) {
     for action in out.drain(..) {
         match action {
             Action::Reply(r, result) => {
+                fetches.end_call();
                 let _ = r.send(result);
             }
+            Action::Fetch {
+                payload,
+                deadline,
+                live,
+            } => fetches.start(
+                shared,
+                &payload,
+                deadline,
+                live,
+                io.as_mut().map(|w| &mut w.wbuf),
+            ),
             Action::ReplyExitReason(r) => match io.as_ref() {
                 Some(w) => {
                     let proc = w.proc.clone();
@@ -566,6 +688,7 @@ fn perform(shared: &Arc<Shared>, io: &mut Option<Io>, core: &mut Core, out: &mut
             }
             Action::ReleaseAside => shared.queue.release_aside(),
             Action::Replace => {
+                fetches.end_call();
                 *io = None;
                 shared.stats.replaced.fetch_add(1, Ordering::Relaxed);
             }
@@ -622,6 +745,8 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Did {
         Reply,
+        /// `live`: the call is still awaited, so its requests may go out.
+        Fetch(bool),
         ExitReason,
         Kill,
         Requeue(Vec<u8>),
@@ -651,6 +776,7 @@ mod tests {
                     let _ = r.send(Err("exited".into()));
                     Did::ExitReason
                 }
+                Action::Fetch { live, .. } => Did::Fetch(live),
                 Action::Kill => Did::Kill,
                 Action::Requeue(calls) => {
                     let ids = calls.iter().map(|c| c.frame[0]).collect();
@@ -916,6 +1042,33 @@ mod tests {
             [Did::Kill, Did::Reply, Did::Replace, Did::ReleaseAside]
         );
         assert_eq!(got(&mut rx[0]), "timed out");
+    }
+
+    // Breaks if a fetch frame were taken for an answer (the call would end before its
+    // hook got the response), if it were attributed to a call behind the running one,
+    // or if a set-aside call's requests (nobody awaits its answer) could reach the
+    // network.
+    #[test]
+    fn fetch_frames_belong_to_the_running_call_and_end_nothing() {
+        let t0 = Instant::now();
+        let (mut core, mut rx) = running(t0, Duration::from_secs(1), &[1, 2]);
+        let mut buf = BytesMut::new();
+        let fetch = protocol::frame(protocol::TAG_FETCH, &[b"{}"]);
+        let (_, did) = step(&mut core, read(&mut buf, &[&fetch], true), t0);
+        assert_eq!(did, [Did::Fetch(true)]);
+        assert_eq!(got(&mut rx[0]), "nothing yet");
+        let done = answer_frame("one");
+        let (_, did) = step(&mut core, read(&mut buf, &[&done, &fetch], true), t0);
+        assert_eq!(did, [Did::Reply, Did::Fetch(true)], "the second call's now");
+        assert_eq!(got(&mut rx[0]), "one");
+        // Set aside: its answer will be dropped unread, so its requests are not live.
+        let (mut core, _rx) = running(t0, Duration::from_secs(1), &[1, 2]);
+        let stuck = t0 + STUCK_AFTER;
+        let (_, did) = step(&mut core, Event::Tick { queue_empty: false }, stuck);
+        assert_eq!(did, [Did::SetAside]);
+        let _ = core.set_aside();
+        let (_, did) = step(&mut core, read(&mut buf, &[&done, &fetch], true), stuck);
+        assert_eq!(did, [Did::Reply, Did::Fetch(false)]);
     }
 
     // Breaks if the call after a malformed answer failed with it (one bad frame would

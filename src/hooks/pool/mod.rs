@@ -74,6 +74,21 @@ impl WorkerCommand {
     }
 }
 
+/// Performs hooks' `fetch` requests for the pool: the sidecar's egress
+/// (`crate::egress`), which applies each step's allow-list. JSON in and out, as the
+/// requests and answers cross the worker pipe.
+pub trait Fetcher: Send + Sync {
+    /// Request number `nth` of the running call, made by step `step`: a JSON
+    /// `egress::FetchRequest` in, a JSON `egress::FetchResult` out, by `deadline`.
+    fn fetch(
+        &self,
+        step: usize,
+        request: serde_json::Value,
+        deadline: Instant,
+        nth: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>;
+}
+
 /// Live counters the metrics read at scrape time.
 #[derive(Default, Debug)]
 pub struct PoolStats {
@@ -123,6 +138,7 @@ impl Pool {
         cfg: &HooksConfig,
         command: WorkerCommand,
         stats: Arc<PoolStats>,
+        fetcher: Option<Arc<dyn Fetcher>>,
     ) -> Result<Pool, String> {
         let steps = spec
             .steps
@@ -151,6 +167,7 @@ impl Pool {
             },
             stats: stats.clone(),
             grace: cfg.kill_grace,
+            fetcher,
         });
         // Start every worker at once; all must compile the hook.
         let starting: Vec<_> = (0..shared.queue.target())
