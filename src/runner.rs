@@ -307,6 +307,8 @@ pub fn run_cli(
     cfg.workers = 1;
     if let Some(ms) = timeout_ms {
         cfg.timeout = Duration::from_millis(ms);
+        // The limit asked for is the one that holds, even past the flow's own.
+        cfg.flow_timeout = cfg.flow_timeout.max(cfg.timeout);
     }
     let command = match WorkerCommand::current_exe() {
         Ok(c) => c,
@@ -347,6 +349,8 @@ pub fn run_dir_cli(
     cfg.workers = 1;
     if let Some(ms) = timeout_ms {
         cfg.timeout = Duration::from_millis(ms);
+        // The limit asked for is the one that holds, even past the flow's own.
+        cfg.flow_timeout = cfg.flow_timeout.max(cfg.timeout);
     }
     let given = event.secrets.clone();
     let env = |var: &str| std::env::var(var).ok();

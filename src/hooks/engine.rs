@@ -34,6 +34,17 @@ const BUILTIN_GLOBALS: [&str; 11] = [
     "require",
 ];
 
+thread_local! {
+    /// Set by the prelude's `fetch` when it queues a request: the engine loop looks at
+    /// the outbox only then, so hooks that never fetch pay no call for it.
+    static FETCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn note_fetch(_: &JsValue, _: &[JsValue], _: &mut Context) -> boa_engine::JsResult<JsValue> {
+    FETCHED.with(|f| f.set(true));
+    Ok(JsValue::undefined())
+}
+
 /// Evaluates `builtins.js` and hands it the natives; the driver calls it at most once.
 fn load_builtins(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> boa_engine::JsResult<JsValue> {
     let install = ctx.eval(Source::from_bytes(BUILTINS))?;
@@ -205,6 +216,12 @@ impl Engine {
             &[JsValue::from(JsString::from(secrets_json))],
         )
         .map_err(CompileError::Internal)?;
+        let notify =
+            FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(note_fetch))
+                .name(js_string!("noteFetch"))
+                .build();
+        call_method(&mut ctx, &driver, "setNotify", &[notify.into()])
+            .map_err(CompileError::Internal)?;
         // The built-ins load once per context, never per call. Compiling them is most of
         // a worker's start, which a replacement worker's first calls wait for, so they
         // load now only for a hook whose source names one, and otherwise on first use
@@ -296,6 +313,9 @@ impl Engine {
     /// Hands the requests the hook made since the last look to the host, or refuses
     /// them at once when there is none; true if it settled any (jobs to run).
     fn flush_outbox(&mut self) -> Result<bool, String> {
+        if !FETCHED.with(|f| f.replace(false)) {
+            return Ok(false);
+        }
         let batch = self
             .outbox
             .call(&self.driver, &[], &mut self.ctx)

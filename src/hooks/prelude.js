@@ -72,6 +72,8 @@ globalThis.exports = globalThis.module.exports;
   // allow-list (`[hook.NAME.fetch]`); the worker has no network. `outbox` holds requests
   // not yet handed to Rust, `inflight` the promises waiting for an answer, by id.
   let outbox = [];
+  // Tells Rust that the outbox has something, so it looks only then (see `setNotify`).
+  let noteFetch = function () {};
   let inflight = create(null);
   let inflightCount = 0;
   let fetchSeq = 0;
@@ -277,6 +279,7 @@ globalThis.exports = globalThis.module.exports;
         });
       }
       outbox.push({ id: id, request: { url: url, method: method, headers: headers._list, body: body } });
+      noteFetch();
     });
   };
   globalThis.Headers = Headers;
@@ -373,6 +376,9 @@ globalThis.exports = globalThis.module.exports;
         });
       }
       if (eager) ensure();
+    },
+    setNotify: function (f) {
+      noteFetch = f;
     },
     setSecrets: function (json) {
       secrets = JSON.parse(json);
