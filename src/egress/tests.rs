@@ -1,0 +1,1 @@
+//! Tests of the egress policy and of fetch against loopback servers.
