@@ -369,6 +369,8 @@ enum Reply {
 }
 
 struct Server {
+    /// As it stands in a URL (`127.0.0.1`, `[::1]`).
+    host: String,
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     closed_by_client: Arc<AtomicUsize>,
@@ -376,7 +378,7 @@ struct Server {
 
 impl Server {
     fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     fn url(&self, path: &str) -> String {
@@ -408,8 +410,18 @@ fn redirect(status: u16, location: &str) -> Reply {
 }
 
 async fn serve(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    serve_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), handler)
+}
+
+fn serve_on(
+    listener: TcpListener,
+    handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+) -> Server {
+    let local = listener.local_addr().unwrap();
+    let (host, port) = match local {
+        SocketAddr::V4(a) => (a.ip().to_string(), a.port()),
+        SocketAddr::V6(a) => (format!("[{}]", a.ip()), a.port()),
+    };
     let seen = Arc::new(Mutex::new(Vec::new()));
     let closed = Arc::new(AtomicUsize::new(0));
     let handler = Arc::new(handler);
@@ -455,6 +467,7 @@ async fn serve(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Serv
         }
     });
     Server {
+        host,
         port,
         seen,
         closed_by_client: closed,
@@ -605,6 +618,35 @@ async fn allowed_loopback_literal_answers_with_status_headers_and_body() {
             .starts_with("tokenhook/")
     );
     assert_eq!(seen[0].header("cookie"), None);
+}
+
+/// Breaks if an IPv6 literal entry stops matching its URL (brackets, normalization) or
+/// is put through the address rules.
+#[tokio::test]
+async fn an_allowed_ipv6_literal_is_reached() {
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("no ::1 on this machine; nothing to test");
+        return;
+    };
+    let s = serve_on(listener, |_| Reply::Now(answer("200 OK", &[], "six")));
+    let hook = hook_allowing(&[&format!("http://[0:0::1]:{}", s.port)]);
+    let r = egress()
+        .session(&hook)
+        .fetch(FetchRequest::get(s.url("/")), soon())
+        .await;
+    assert_eq!(ok_of(&r).1, "six");
+}
+
+/// The lead drives fetches from pingora's request tasks, which must be `Send`; this
+/// fails to compile if a session or its fetch future stops being so.
+#[test]
+fn sessions_and_fetches_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let e = egress();
+    let hook = HookEgress::deny_all("h");
+    let session = e.session(&hook);
+    send(&session);
+    send(&session.fetch(FetchRequest::get("http://x.example/"), soon()));
 }
 
 /// Breaks if a host name is connected to without checking what it resolved to:
