@@ -639,7 +639,10 @@ async fn read(
             )
         })
         .collect();
-    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    // A declared length is a hint, not a promise; a generous `max_response_bytes` must
+    // not become one large allocation up front.
+    let hint = resp.content_length().unwrap_or(0).min(64 * 1024);
+    let mut body = Vec::with_capacity(hint as usize);
     while let Some(chunk) = resp.chunk().await.map_err(|e| failure(e, origin))? {
         if (body.len() + chunk.len()) as u64 > max {
             // Dropping the response closes the connection mid-body.
