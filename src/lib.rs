@@ -32,6 +32,7 @@ pub mod config;
 pub(crate) mod connections;
 pub(crate) mod demo;
 pub(crate) mod discovery;
+pub mod egress;
 pub mod error;
 pub(crate) mod exchange;
 /// Fuzz target bodies for `fuzz/` and `tests/fuzz_smoke.rs`; not an API.

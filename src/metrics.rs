@@ -126,6 +126,42 @@ impl HookOutcome {
     }
 }
 
+/// How one `fetch` from a hook ended: the `outcome` label of
+/// `tokenhook_hook_fetch_total`. Closed, like the other outcome sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// An answer came back, whatever its status.
+    Ok,
+    /// The egress policy refused it: origin not allowed, address refused, too many
+    /// redirects or requests.
+    Refused,
+    Timeout,
+    /// The request or the response body was over its limit.
+    TooLarge,
+    /// Anything else: a bad request from the hook, a connection or TLS failure.
+    Error,
+}
+
+impl FetchOutcome {
+    pub const ALL: [FetchOutcome; 5] = [
+        FetchOutcome::Ok,
+        FetchOutcome::Refused,
+        FetchOutcome::Timeout,
+        FetchOutcome::TooLarge,
+        FetchOutcome::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FetchOutcome::Ok => "ok",
+            FetchOutcome::Refused => "refused",
+            FetchOutcome::Timeout => "timeout",
+            FetchOutcome::TooLarge => "too_large",
+            FetchOutcome::Error => "error",
+        }
+    }
+}
+
 /// `tokenhook_requests_total` resolved once for every route and outcome, indexed by the
 /// enums' positions: counting a request is an array index, never a label lookup.
 pub struct RequestCounters([[IntCounter; Outcome::ALL.len()]; Route::ALL.len()]);
@@ -153,6 +189,26 @@ impl HookCounters {
 
     pub fn get(&self, outcome: HookOutcome) -> &IntCounter {
         &self.0[outcome as usize]
+    }
+}
+
+/// One hook's `tokenhook_hook_fetch_total` handles, by outcome, and its
+/// `tokenhook_hook_fetch_duration_seconds` histogram.
+pub struct FetchCounters {
+    outcomes: [IntCounter; FetchOutcome::ALL.len()],
+    pub duration: Histogram,
+}
+
+impl FetchCounters {
+    pub fn new(outcomes: &IntCounterVec, durations: &HistogramVec, hook: &str) -> Self {
+        FetchCounters {
+            outcomes: FetchOutcome::ALL.map(|o| outcomes.with_label_values(&[hook, o.label()])),
+            duration: durations.with_label_values(&[hook]),
+        }
+    }
+
+    pub fn get(&self, outcome: FetchOutcome) -> &IntCounter {
+        &self.outcomes[outcome as usize]
     }
 }
 
@@ -202,6 +258,8 @@ pub struct Metrics {
     pub hook_workers_busy: IntGauge,
     pub hook_workers_up: IntGauge,
     pub hook_workers_replaced: IntCounter,
+    pub hook_fetches: IntCounterVec,
+    pub hook_fetch_duration: HistogramVec,
 }
 
 /// 50 µs to 5 s, roughly ×2 per bucket: resolves both a warm hook call and a slow IdP.
@@ -318,8 +376,27 @@ impl Metrics {
             "Hook worker processes killed (over their time limit) or crashed (out of memory) and replaced.",
         )
         .expect("valid metric");
+        let hook_fetches = IntCounterVec::new(
+            Opts::new(
+                "tokenhook_hook_fetch_total",
+                "Requests hooks made with fetch, by hook and outcome.",
+            ),
+            &["hook", "outcome"],
+        )
+        .expect("valid metric");
+        let hook_fetch_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokenhook_hook_fetch_duration_seconds",
+                "Time one fetch from a hook took, redirects and body included.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["hook"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(hook_reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(hook_fetches.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(hook_fetch_duration.clone()),
+            Box::new(hook_reloads.clone()),
             Box::new(hook_queue_depth.clone()),
             Box::new(hook_workers_busy.clone()),
             Box::new(hook_workers_up.clone()),
@@ -370,6 +447,8 @@ impl Metrics {
             hook_workers_busy,
             hook_workers_up,
             hook_workers_replaced,
+            hook_fetches,
+            hook_fetch_duration,
         }
     }
 

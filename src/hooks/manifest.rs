@@ -43,12 +43,15 @@ pub struct HookEntry {
     pub fetch: Option<FetchPolicy>,
 }
 
-/// `[hook.NAME.fetch]`: the egress allow-list of one hook (deny by default).
+/// `[hook.NAME.fetch]`: the egress allow-list of one hook (deny by default), compiled
+/// and enforced by `crate::egress::HookEgress`. Zero limits are load problems.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetchPolicy {
-    /// Origins (`scheme://host[:port]`) the hook may call; scheme, host and port must
-    /// match exactly.
+    /// Origins (`scheme://host[:port]`, http or https, no path, query or credentials)
+    /// the hook may call; scheme, host and port must match exactly. A host name is
+    /// reached only through addresses that are not loopback, link-local or the like; an
+    /// IP literal is reached as written.
     #[serde(default)]
     pub allow: Vec<String>,
     /// Time limit of one request, redirects included. Defaults to the hook's own.
