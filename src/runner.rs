@@ -117,7 +117,17 @@ pub fn run(
     for step in &mut flow.steps {
         step.secrets.extend(event.secrets.clone());
     }
-    let pool = match HookPool::start(flow, cfg, command) {
+    // The runner performs the hooks' fetch itself, under the folder's policies, as
+    // the sidecar would.
+    let egress = crate::egress::Egress::new().ok().map(Arc::new);
+    let pool = match HookPool::start_with(
+        flow,
+        cfg,
+        command,
+        Default::default(),
+        Default::default(),
+        egress,
+    ) {
         Ok(p) => p,
         // What a request would get if the sidecar ran it (D1).
         Err(e) => return error_json(&OAuthError::server_error(e)),

@@ -202,11 +202,56 @@ impl Egress {
 
     /// The fetches of one hook call.
     pub fn session<'a>(&'a self, hook: &'a HookEgress) -> Session<'a> {
+        self.session_after(hook, 0)
+    }
+
+    /// The fetches of one hook call that made `used` already (counted elsewhere, as
+    /// the pool counts a call's requests across the worker pipe).
+    pub fn session_after<'a>(&'a self, hook: &'a HookEgress, used: u32) -> Session<'a> {
         Session {
             client: &self.client,
             hook,
-            used: AtomicU32::new(0),
+            used: AtomicU32::new(used),
         }
+    }
+}
+
+/// The egress of one flow: the process's client and each step's policy, performing the
+/// requests the pool's workers send (`hooks::pool::Fetcher`).
+pub struct FlowEgress {
+    pub client: std::sync::Arc<Egress>,
+    pub steps: Vec<std::sync::Arc<HookEgress>>,
+}
+
+impl crate::hooks::pool::Fetcher for FlowEgress {
+    fn fetch(
+        &self,
+        step: usize,
+        request: serde_json::Value,
+        deadline: Instant,
+        nth: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>> {
+        let client = self.client.clone();
+        let hook = self.steps.get(step).cloned();
+        Box::pin(async move {
+            let result = match (hook, serde_json::from_value::<FetchRequest>(request)) {
+                (Some(hook), Ok(req)) => {
+                    client
+                        .session_after(&hook, nth.saturating_sub(1))
+                        .fetch(req, deadline)
+                        .await
+                }
+                (None, _) => FetchResult::Error {
+                    reason: FetchErrorKind::Refused,
+                    message: "no such hook in this flow".into(),
+                },
+                (_, Err(e)) => FetchResult::Error {
+                    reason: FetchErrorKind::Error,
+                    message: format!("bad fetch request: {e}"),
+                },
+            };
+            serde_json::to_value(result).unwrap_or(serde_json::Value::Null)
+        })
     }
 }
 

@@ -332,7 +332,7 @@ impl Engine {
             if sent {
                 self.pending.insert(o.id);
             } else {
-                let refused = serde_json::json!({"id": o.id, "result": {"kind": "Error", "reason": "refused",
+                let refused = serde_json::json!({"id": o.id, "result": {"kind": "error", "reason": "refused",
                     "message": "this hook has no network here (fetch runs only through the sidecar)"}});
                 self.deliver(&refused.to_string())?;
             }

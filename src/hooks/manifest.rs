@@ -266,6 +266,13 @@ pub fn load_named(
             "must be greater than 0".into(),
         ));
     }
+    let timeout = entry
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(default_timeout);
+    if let Err(p) = crate::egress::HookEgress::new(&name, entry.fetch.as_ref(), timeout) {
+        problems.extend(p);
+    }
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -192,6 +192,8 @@ pub struct HookPool {
     cache: Arc<cache::SharedCache>,
     /// Whether any step is an Action (only Actions get an `api.cache` snapshot).
     any_action: bool,
+    /// Each step's egress policy, for its fetch metrics.
+    policies: Vec<Arc<crate::egress::HookEgress>>,
 }
 
 impl HookPool {
@@ -220,8 +222,29 @@ impl HookPool {
         command: WorkerCommand,
         cache: Arc<cache::SharedCache>,
         stats: Arc<PoolStats>,
-        fetcher: Option<Arc<dyn pool::Fetcher>>,
+        egress: Option<Arc<crate::egress::Egress>>,
     ) -> Result<HookPool, String> {
+        // Each step's `[hook.NAME.fetch]` policy; without an egress client every
+        // request is refused (the worker still answers the hook).
+        let mut policies = Vec::with_capacity(spec.steps.len());
+        for s in &spec.steps {
+            let p = crate::egress::HookEgress::new(&s.name, s.fetch.as_ref(), s.timeout).map_err(
+                |problems| {
+                    problems
+                        .into_iter()
+                        .map(|(k, m)| format!("{k}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            )?;
+            policies.push(Arc::new(p));
+        }
+        let fetcher = egress.map(|client| {
+            Arc::new(crate::egress::FlowEgress {
+                client,
+                steps: policies.clone(),
+            }) as Arc<dyn pool::Fetcher>
+        });
         let pool = Pool::start(&spec, cfg, command, stats, fetcher)?;
         let first_action = usize::from(spec.has_hook);
         for (i, (s, form)) in spec.steps.iter().zip(&pool.forms).enumerate() {
@@ -252,6 +275,7 @@ impl HookPool {
                 .collect(),
             pool,
             cache,
+            policies,
         })
     }
 
@@ -282,6 +306,17 @@ impl HookPool {
     pub fn attach_counters(&self, vec: &prometheus::IntCounterVec) {
         for s in &self.steps {
             let _ = s.counters.set(HookCounters::new(vec, &s.name));
+        }
+    }
+
+    /// Resolves each step's `fetch` metric handles once.
+    pub fn attach_fetch_metrics(
+        &self,
+        fetches: &prometheus::IntCounterVec,
+        durations: &prometheus::HistogramVec,
+    ) {
+        for p in &self.policies {
+            p.attach_metrics(fetches, durations);
         }
     }
 

@@ -612,7 +612,7 @@ globalThis.exports = globalThis.module.exports;
       delete inflight[m.id];
       inflightCount--;
       const r = m.result || {};
-      if (r.kind === "Response") {
+      if (r.kind === "response") {
         f.resolve(new Response(r.body, { status: r.status, statusText: r.status_text, headers: r.headers, url: r.url, redirected: r.redirected }));
       } else {
         const e = new TypeError("fetch failed");

@@ -15,6 +15,8 @@ pub struct HookSlot {
     current: RwLock<Option<Arc<HookPool>>>,
     watch: ChangeWatch,
     command: WorkerCommand,
+    /// The process's one HTTP client for hooks' `fetch` (pooled across versions).
+    egress: Option<Arc<crate::egress::Egress>>,
     /// Shared by every version, so replacements are counted across reloads.
     stats: Arc<PoolStats>,
 }
@@ -30,11 +32,28 @@ impl HookSlot {
     ) -> Result<HookSlot, Vec<Problem>> {
         let fp = manifest::fingerprint(&cfg.dir, env);
         let stats: Arc<PoolStats> = Default::default();
-        let pool = Self::load(cfg, env, &command, Default::default(), &stats, metrics)?;
+        let egress = match crate::egress::Egress::new() {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                // Hooks still run; each fetch is refused, and this says why.
+                tracing::error!(error = %e, "cannot set up the HTTP client for hooks' fetch");
+                None
+            }
+        };
+        let pool = Self::load(
+            cfg,
+            env,
+            &command,
+            Default::default(),
+            &stats,
+            metrics,
+            &egress,
+        )?;
         Ok(HookSlot {
             current: RwLock::new(pool),
             watch: ChangeWatch::new(fp),
             command,
+            egress,
             stats,
         })
     }
@@ -46,6 +65,7 @@ impl HookSlot {
         cache: Arc<super::cache::SharedCache>,
         stats: &Arc<PoolStats>,
         metrics: &Metrics,
+        egress: &Option<Arc<crate::egress::Egress>>,
     ) -> Result<Option<Arc<HookPool>>, Vec<Problem>> {
         let Some(spec) = manifest::load_flow(&cfg.dir, cfg.timeout, env)? else {
             return Ok(None);
@@ -57,9 +77,17 @@ impl HookSlot {
         } else {
             "flow"
         };
-        let pool = HookPool::start_with(spec, cfg, command.clone(), cache, stats.clone(), None)
-            .map_err(|e| vec![(format!("hooks.dir/{}: {key}", manifest::MANIFEST), e)])?;
+        let pool = HookPool::start_with(
+            spec,
+            cfg,
+            command.clone(),
+            cache,
+            stats.clone(),
+            egress.clone(),
+        )
+        .map_err(|e| vec![(format!("hooks.dir/{}: {key}", manifest::MANIFEST), e)])?;
         pool.attach_counters(&metrics.hook_outcomes);
+        pool.attach_fetch_metrics(&metrics.hook_fetches, &metrics.hook_fetch_duration);
         Ok(Some(Arc::new(pool)))
     }
 
@@ -90,7 +118,15 @@ impl HookSlot {
             .current()
             .map(|h| h.cache().clone())
             .unwrap_or_default();
-        match Self::load(cfg, env, &self.command, cache, &self.stats, metrics) {
+        match Self::load(
+            cfg,
+            env,
+            &self.command,
+            cache,
+            &self.stats,
+            metrics,
+            &self.egress,
+        ) {
             Ok(pool) => {
                 match &pool {
                     Some(p) => tracing::info!(hook = %p.name(), "hooks reloaded"),

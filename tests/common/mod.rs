@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod service;
 #[allow(unused_imports)] // Only tests/faults.rs uses them.
 pub use fault::{Fault, FaultIdp};
 

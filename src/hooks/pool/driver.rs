@@ -615,7 +615,7 @@ impl Fetches {
                 }
                 (f, _) => refused.push(answer_frame(
                     one.id,
-                    &serde_json::json!({"kind": "Error", "reason": "refused",
+                    &serde_json::json!({"kind": "error", "reason": "refused",
                     "message": if f.is_none() {
                         "this hook has no network here (no egress in this process)"
                     } else {

@@ -1,0 +1,416 @@
+//! `fetch` from hooks behind the egress allow-list, end to end: the examples
+//! `hooks/fetch-enrich.js` (HMAC-signed fetch) and `hooks/axios-audit.js` (axios) against
+//! loopback services, through `tokenhook hooks run --dir` and through the sidecar in front
+//! of the test IdP; and the refusals (loopback by name, link-local and metadata addresses,
+//! by redirect, no allow-list) as a hook meets them.
+
+mod common;
+
+use common::service::{Received, Reply, Service};
+use common::*;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// A hooks folder with `files` and this `hooks.toml`.
+fn folder(files: &[(&str, &str)], manifest: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, src) in files {
+        std::fs::write(d.path().join(name), src).unwrap();
+    }
+    std::fs::write(d.path().join("hooks.toml"), manifest).unwrap();
+    d
+}
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(repo().join("hooks").join(name)).unwrap()
+}
+
+fn run_dir(dir: &Path, event: &Value) -> Value {
+    let ev = dir.join("event.json");
+    std::fs::write(&ev, event.to_string()).unwrap();
+    let (code, out, err) = run_cli(
+        &[
+            "hooks",
+            "--dir",
+            dir.to_str().unwrap(),
+            "run",
+            "--event",
+            ev.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out} {err}"))
+}
+
+fn event(id: &str) -> Value {
+    json!({"client": {"id": id}, "audience": "https://api.example.com", "scope": ["read:data"],
+           "requested_scope": ["read:data"], "request": {"body": {"grant_type": "client_credentials"}}})
+}
+
+const ENRICH_KEY: &str = "enricher-hmac-key-0123";
+
+/// The enricher: checks the HMAC the hook signs with, then answers for known clients.
+fn enricher() -> Service {
+    Service::start(|r: &Received| {
+        use aws_lc_rs::hmac;
+        let (ts, sig) = (
+            r.header("x-timestamp").unwrap_or(""),
+            r.header("x-signature").unwrap_or(""),
+        );
+        let path = r.target.clone();
+        let key = hmac::Key::new(hmac::HMAC_SHA256, ENRICH_KEY.as_bytes());
+        let want = hmac::sign(&key, format!("GET\n{path}\n{ts}").as_bytes());
+        let hex: String = want.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if sig != hex {
+            return Reply::json(401, json!({"error": "bad signature"}));
+        }
+        match path.as_str() {
+            "/clients/svc-basic" => Reply::json(200, json!({"org": "acme", "roles": ["billing"]})),
+            "/clients/broken" => Reply::json(503, json!({})),
+            _ => Reply::json(404, json!({"error": "unknown"})),
+        }
+    })
+}
+
+fn enrich_manifest(svc: &Service, allow: &str) -> String {
+    format!(
+        "enabled = \"fetch-enrich\"\n[hook.fetch-enrich.secrets]\nENRICHER_URL = {{ file = \"url\" }}\nENRICHER_KEY = {{ file = \"key\" }}\n[hook.fetch-enrich.fetch]\nallow = [\"{allow}\"]\ntimeout_ms = 1000\n",
+    )
+    .replace("PORT", &svc.port.to_string())
+}
+
+// The HMAC-signed fetch example: the service checks the signature (a wrong one answers
+// 401 and the hook denies), its JSON becomes claims, a 404 denies, and nothing reaches
+// the service unless its origin is allowed. Breaks if the request did not reach the
+// service as the hook made it (headers, path), or if a refused origin still connected.
+#[test]
+fn the_fetch_example_signs_calls_and_turns_answers_into_claims() {
+    let svc = enricher();
+    let d = folder(
+        &[
+            ("fetch-enrich.js", &example("fetch-enrich.js")),
+            ("url", &svc.url()),
+            ("key", ENRICH_KEY),
+        ],
+        &enrich_manifest(&svc, "http://127.0.0.1:PORT"),
+    );
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(out["outcome"], "token", "{out}");
+    assert_eq!(out["claims"]["https://example.com/org"], "acme");
+    assert_eq!(
+        out["claims"]["https://example.com/roles"],
+        json!(["billing"])
+    );
+    let seen = svc.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].target, "/clients/svc-basic");
+    assert_eq!(seen[0].header("accept"), Some("application/json"));
+    let out = run_dir(d.path(), &event("nobody"));
+    assert_eq!(
+        (out["status"].clone(), out["error_description"].clone()),
+        (json!(400), json!("unknown client"))
+    );
+    let out = run_dir(d.path(), &event("broken"));
+    assert_eq!(out["error_description"], "client data service answered 503");
+    // A wrong key: the service refuses the signature.
+    std::fs::write(d.path().join("key"), "not-the-key").unwrap();
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(out["error_description"], "client data service answered 401");
+
+    // Allowed by name, `localhost` resolves to loopback: refused before any connection.
+    std::fs::write(d.path().join("key"), ENRICH_KEY).unwrap();
+    std::fs::write(
+        d.path().join("url"),
+        format!("http://localhost:{}", svc.port),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("hooks.toml"),
+        enrich_manifest(&svc, "http://localhost:PORT"),
+    )
+    .unwrap();
+    let before = svc.requests().len();
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(
+        out["error_description"], "client data service unavailable",
+        "{out}"
+    );
+    let logs = out["logs"].as_array().unwrap();
+    assert!(
+        logs.iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .contains("enricher unreachable: fetch failed")),
+        "{logs:?}"
+    );
+    assert_eq!(svc.requests().len(), before, "nothing reached the service");
+}
+
+/// An audit service: records events, refuses an unknown token with 403.
+fn audit() -> Service {
+    Service::start(|r: &Received| {
+        if r.header("authorization") != Some("Bearer audit-token-xyz") {
+            return Reply::json(403, json!({"error": "bad token"}));
+        }
+        let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        if body["client_id"] == "crash" {
+            return Reply::json(500, json!({}));
+        }
+        Reply::json(
+            201,
+            json!({"id": format!("evt-{}", body["client_id"].as_str().unwrap_or(""))}),
+        )
+    })
+}
+
+fn audit_manifest(svc: &Service) -> String {
+    format!(
+        "enabled = \"axios-audit\"\n[hook.axios-audit.secrets]\nAUDIT_URL = {{ file = \"url\" }}\nAUDIT_TOKEN = {{ file = \"token\" }}\n[hook.axios-audit.fetch]\nallow = [\"http://127.0.0.1:{}\"]\n",
+        svc.port
+    )
+}
+
+// The axios example: a JSON POST with a bearer token and a query parameter, the answer's
+// id as a claim; a 5xx is logged and the token still issued, a 4xx denies. Breaks if
+// axios sent another body, headers or query than the hook asked for, or mapped statuses
+// to errors differently (error.response missing on a 4xx).
+#[test]
+fn the_axios_example_posts_json_and_maps_errors() {
+    let svc = audit();
+    let d = folder(
+        &[
+            ("axios-audit.js", &example("axios-audit.js")),
+            ("url", &svc.url()),
+            ("token", "audit-token-xyz"),
+        ],
+        &audit_manifest(&svc),
+    );
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(out["outcome"], "token", "{out}");
+    assert_eq!(
+        out["claims"]["https://example.com/audit_id"],
+        "evt-svc-basic"
+    );
+    let r = &svc.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.target, "/events?source=tokenhook");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.header("accept"),
+        Some("application/json, text/plain, */*")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap(),
+        json!({"type": "token_issued", "client_id": "svc-basic", "audience": "https://api.example.com", "scopes": ["read:data"]})
+    );
+    let out = run_dir(d.path(), &event("crash"));
+    assert_eq!(out["outcome"], "token", "a 5xx does not stop tokens: {out}");
+    assert!(out["claims"].get("https://example.com/audit_id").is_none());
+    assert_eq!(out["logs"], json!(["audit not recorded: ERR_BAD_RESPONSE"]));
+    std::fs::write(d.path().join("token"), "wrong").unwrap();
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(out["status"], 400);
+    assert_eq!(out["error_description"], "audit refused: bad token");
+}
+
+/// A hook that fetches `event.secrets.URL` and reports what happened.
+const PROBE: &str = r#"exports.onExecuteCredentialsExchange = async (event, api) => {
+  try {
+    const r = await fetch(event.secrets.URL);
+    api.accessToken.setCustomClaim('https://x/got', r.status + ' ' + (await r.text()));
+  } catch (e) {
+    api.accessToken.setCustomClaim('https://x/got', e.message);
+    api.accessToken.setCustomClaim('https://x/code', e.cause && e.cause.code);
+  }
+};"#;
+
+// Egress attempts a hook must never get through: loopback by name, link-local and the
+// metadata address, directly or by a redirect from an allowed origin, and any request
+// from a hook without an allow-list. Breaks if any of them reached a connection (the
+// redirect target's service would record it) or if the refusal's log line lost the hook
+// or origin or carried the secret in the URL.
+#[test]
+fn refused_egress_through_the_sidecar() {
+    let target = Service::start(|_| Reply::json(200, json!({"reached": true})));
+    let tport = target.port;
+    let bouncer = Service::start(move |r: &Received| match r.target.as_str() {
+        "/to-metadata" => Reply::redirect(302, "http://169.254.169.254/latest/meta-data/"),
+        "/to-localhost" => Reply::redirect(302, &format!("http://localhost:{tport}/")),
+        "/to-allowed" => Reply::redirect(307, &format!("http://127.0.0.1:{tport}/ok")),
+        _ => Reply::json(404, json!({})),
+    });
+    let idp = Idp::start();
+    let allow = format!(
+        "[\"http://127.0.0.1:{}\", \"http://127.0.0.1:{tport}\", \"http://localhost:{tport}\"]",
+        bouncer.port
+    );
+    let sidecar = Sidecar::start(
+        SidecarOpts::new(&idp.url())
+            .hook("probe", PROBE)
+            .env("TOKENHOOK_HOOKS_RELOAD_INTERVAL_MS", "50"),
+    );
+    let hooks = sidecar.hooks_dir();
+    let reloads = || {
+        sidecar
+            .metrics()
+            .lines()
+            .find(|l| l.starts_with(r#"tokenhook_hook_reloads_total{result="ok"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Each change is a new hook version; the next request must run it.
+    let n = std::cell::Cell::new(0);
+    let set = |url: &str, with_fetch: bool| {
+        let before = reloads();
+        // A new secret file each time, then the manifest naming it, renamed into place:
+        // one change, never seen half-written.
+        n.set(n.get() + 1);
+        let file = format!("url{}", n.get());
+        std::fs::write(hooks.join(&file), url).unwrap();
+        let fetch = if with_fetch {
+            format!("[hook.probe.fetch]\nallow = {allow}\n")
+        } else {
+            String::new()
+        };
+        let tmp = hooks.join(".hooks.toml.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                "enabled = \"probe\"\n[hook.probe.secrets]\nURL = {{ file = \"{file}\" }}\n{fetch}"
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, hooks.join("hooks.toml")).unwrap();
+        let t0 = std::time::Instant::now();
+        while reloads() == before {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(20),
+                "no reload"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let got = |what: &str| -> (String, Value) {
+        let (status, body, _) =
+            token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+        assert_eq!(status, 200, "{what}: {body}");
+        let (_, c) = sidecar.verify(body["access_token"].as_str().unwrap());
+        let got = c.get("https://x/got").and_then(Value::as_str);
+        let got = got.unwrap_or_else(|| panic!("{what}: no claim in {c:?}\n{}", sidecar.logs()));
+        (
+            got.to_owned(),
+            c.get("https://x/code").cloned().unwrap_or(Value::Null),
+        )
+    };
+    // Allowed, by IP literal, through an allowed redirect: reached.
+    set(
+        &format!("http://127.0.0.1:{}/to-allowed", bouncer.port),
+        true,
+    );
+    assert_eq!(
+        got("redirect to an allowed origin").0,
+        "200 {\"reached\":true}"
+    );
+    let reached = target.requests().len();
+    assert_eq!(reached, 1);
+    for (url, what) in [
+        (
+            format!("http://localhost:{tport}/?k=secret-in-query"),
+            "loopback by name",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "metadata address",
+        ),
+        (
+            format!("http://127.0.0.1:{}/to-metadata", bouncer.port),
+            "redirect to metadata",
+        ),
+        (
+            format!("http://127.0.0.1:{}/to-localhost", bouncer.port),
+            "redirect to loopback by name",
+        ),
+        ("http://10.255.255.1:9/".to_owned(), "not in the allow-list"),
+    ] {
+        set(&url, true);
+        let (msg, code) = got(what);
+        assert!(msg.starts_with("fetch failed: "), "{what}: {msg}");
+        assert_eq!(code, "refused", "{what}: {msg}");
+    }
+    assert_eq!(
+        target.requests().len(),
+        reached,
+        "no refused request connected"
+    );
+    // No allow-list: no network at all.
+    set(&format!("http://127.0.0.1:{tport}/"), false);
+    let (msg, code) = got("no allow-list");
+    assert_eq!(code, "refused", "{msg}");
+    assert_eq!(target.requests().len(), reached);
+    let logs = sidecar.logs();
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("fetch refused"))
+        .collect();
+    assert!(refusals.len() >= 5, "a log line per refusal:\n{logs}");
+    assert!(refusals.iter().all(|l| l.contains("probe")), "{refusals:?}");
+    assert!(
+        refusals.iter().any(|l| l.contains("169.254.169.254")),
+        "{refusals:?}"
+    );
+    assert!(
+        !logs.contains("secret-in-query"),
+        "URLs' queries never logged"
+    );
+    let m = sidecar.metrics();
+    assert!(
+        m.contains(r#"tokenhook_hook_fetch_total{hook="probe",outcome="ok"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"tokenhook_hook_fetch_total{hook="probe",outcome="refused"} 6"#),
+        "{m}"
+    );
+}
+
+// The two fetch examples as a flow through the sidecar, in front of the real IdP: both
+// run in one request, their claims verify in the token. Breaks if the second step's
+// requests went under the first step's policy (each allows only its own service).
+#[test]
+fn fetching_actions_in_a_flow_through_the_sidecar() {
+    let (enr, aud) = (enricher(), audit());
+    let (ep, ap, eu, au) = (enr.port, aud.port, enr.url(), aud.url());
+    let idp = Idp::start();
+    let lay = move |dir: &Path| {
+        std::fs::write(dir.join("fetch-enrich.js"), example("fetch-enrich.js")).unwrap();
+        std::fs::write(dir.join("axios-audit.js"), example("axios-audit.js")).unwrap();
+        std::fs::write(dir.join("eurl"), &eu).unwrap();
+        std::fs::write(dir.join("ekey"), ENRICH_KEY).unwrap();
+        std::fs::write(dir.join("aurl"), &au).unwrap();
+        std::fs::write(dir.join("atoken"), "audit-token-xyz").unwrap();
+        std::fs::write(
+            dir.join("hooks.toml"),
+            format!(
+                "flow = [\"fetch-enrich\", \"axios-audit\"]\n\
+                 [hook.fetch-enrich.secrets]\nENRICHER_URL = {{ file = \"eurl\" }}\nENRICHER_KEY = {{ file = \"ekey\" }}\n\
+                 [hook.fetch-enrich.fetch]\nallow = [\"http://127.0.0.1:{ep}\"]\n\
+                 [hook.axios-audit.secrets]\nAUDIT_URL = {{ file = \"aurl\" }}\nAUDIT_TOKEN = {{ file = \"atoken\" }}\n\
+                 [hook.axios-audit.fetch]\nallow = [\"http://127.0.0.1:{ap}\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    let staged = tempfile::tempdir().unwrap();
+    lay(staged.path());
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()).hooks_folder(staged.path()));
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    assert_eq!(status, 200, "{body}");
+    let (_, c) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(c["https://example.com/org"], "acme");
+    assert_eq!(c["https://example.com/audit_id"], "evt-svc-basic");
+    assert_eq!(enr.requests().len(), 1);
+    assert_eq!(aud.requests().len(), 1);
+}
