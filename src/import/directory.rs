@@ -104,7 +104,10 @@ pub fn read(root: &Path, keywords: &Keywords) -> Result<Tenant, Vec<Problem>> {
     if root.join(&triggers).is_file() {
         let at = triggers.display().to_string();
         match json(&mut reader, &triggers).and_then(|v| export::bindings(v, &at)) {
-            Ok(b) => tenant.bindings = b,
+            Ok(b) => {
+                tenant.bindings = b;
+                tenant.bindings_at = at;
+            }
             Err(p) => problems.push(p),
         }
     }

@@ -52,6 +52,8 @@ pub struct Tenant {
     pub actions: Vec<Action>,
     /// Trigger id → the Actions bound to it (`action_name`), in execution order.
     pub bindings: Vec<(String, Vec<String>)>,
+    /// Where the bindings are in the export.
+    pub bindings_at: String,
     pub clients: Vec<Client>,
     pub grants: Vec<Grant>,
     pub resource_servers: Vec<ResourceServer>,
@@ -220,15 +222,16 @@ pub fn find_keywords(text: &str) -> Vec<(usize, String)> {
 }
 
 /// The tokenhook name of an Auth0 Hook or Action (see the README, "Migrating from
-/// Auth0"): every character other than an ASCII letter, digit, `-` or `_` becomes `-`,
-/// runs of `-` become one, `-` and `_` are trimmed from both ends, at most 128
-/// characters, case kept; a name left empty becomes `hook`. Clashes are settled by the
-/// caller (`-2`, `-3`, …).
+/// Auth0"): lower-cased, every character other than an ASCII letter, digit, `-` or `_`
+/// becomes `-`, runs of `-` become one, `-` and `_` are trimmed from both ends, at most
+/// 128 characters; a name left empty becomes `hook`. Clashes are settled by the caller
+/// (`-2`, `-3`, …). The Deploy CLI deploys Hook names lower-cased with `-` for spaces,
+/// so a Hook keeps the name Auth0 showed.
 pub fn file_safe(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         let c = if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            c
+            c.to_ascii_lowercase()
         } else {
             '-'
         };
@@ -522,9 +525,9 @@ mod tests {
         // tokenhook hook name.
         for (auth0, ours) in [
             ("client metadata claims", "client-metadata-claims"),
-            ("Set tier (v2)", "Set-tier-v2"),
+            ("Set tier (v2)", "set-tier-v2"),
             ("_x__y_", "x__y"),
-            ("Région/ñ", "R-gion"),
+            ("Région/ñ", "r-gion"),
             ("???", "hook"),
             ("ok-name_1", "ok-name_1"),
         ] {
@@ -541,7 +544,7 @@ mod tests {
     #[test]
     fn builtin_modules_come_from_builtins_js() {
         // Breaks if `builtins.js` changes the shape of its `modules` object so that
-        // the keys are no longer found (tests/import.rs checks each one loads).
+        // the keys are no longer found (the next test checks each one loads).
         let names = builtin_modules();
         for m in ["buffer", "crypto", "querystring", "url", "util"] {
             assert!(names.contains(&m.to_owned()), "{names:?}");
@@ -550,5 +553,23 @@ mod tests {
             !names.iter().any(|n| n == "Buffer" || n == "URL"),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn every_builtin_module_the_import_trusts_loads_and_no_other() {
+        use crate::hooks::engine::{Engine, Limits};
+        // Breaks if the list holds a name `require` refuses (the import would pass a
+        // failing hook in silence). `request` failing shows a refused require does
+        // fail compilation here, so the loop can fail at all.
+        let hook = |head: &str| {
+            format!("{head}\nmodule.exports = function (c, s, a, x, cb) {{ cb(null, {{}}); }};")
+        };
+        for m in builtin_modules() {
+            let src = hook(&format!("require('{m}'); require('node:{m}');"));
+            if let Err(e) = Engine::compile(&src, "{}", Limits::default()) {
+                panic!("{m}: {e}");
+            }
+        }
+        assert!(Engine::compile(&hook("require('request');"), "{}", Limits::default()).is_err());
     }
 }

@@ -129,7 +129,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         .collect();
     if flow_names.len() > MAX_FLOW {
         problems.push(Problem::new(
-            "triggers",
+            &t.bindings_at,
             format!(
                 "{} Actions are bound to {TRIGGER}; Auth0 and tokenhook allow {MAX_FLOW}",
                 flow_names.len()
@@ -141,7 +141,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         match t.actions.iter().find(|a| &&a.name == name) {
             Some(a) => flow.push(a),
             None => problems.push(Problem::new(
-                "triggers",
+                &t.bindings_at,
                 format!("{TRIGGER}: Action {name:?} is bound but not in the export's actions"),
             )),
         }
@@ -211,8 +211,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         });
     }
 
-    // Names, in that order: a clash (also one of case only, for case-insensitive file
-    // systems) gets -2, -3, ….
+    // Names, in that order: a clash (`Set tier` and `set-tier`) gets -2, -3, ….
     let mut taken = HashSet::new();
     let names: Vec<String> = units
         .iter()
@@ -220,7 +219,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
             let base = file_safe(u.auth0);
             let mut name = base.clone();
             let mut n = 1;
-            while !taken.insert(name.to_ascii_lowercase()) {
+            while !taken.insert(name.clone()) {
                 n += 1;
                 name = format!("{base}-{n}");
             }
@@ -651,7 +650,7 @@ fn registry(
             (Some((_, id)), Some(theirs)) if id != theirs => {
                 (id.clone(), format!("--client-id; the export says {theirs}"))
             }
-            (Some((_, id)), _) => (id.clone(), "--client-id".to_owned()),
+            (Some((_, id)), _) => (id.clone(), "from --client-id".to_owned()),
             (None, Some(id)) => (id.clone(), "from the export".to_owned()),
             (None, None) => {
                 missing.push(c);

@@ -147,8 +147,12 @@ pub fn read(file: &Path, keywords: &Keywords) -> Result<Tenant, Vec<Problem>> {
         }
     }
     if let Some(t) = doc.remove("triggers") {
-        match export::bindings(t, &format!("{shown}: triggers")) {
-            Ok(b) => tenant.bindings = b,
+        let at = format!("{shown}: triggers");
+        match export::bindings(t, &at) {
+            Ok(b) => {
+                tenant.bindings = b;
+                tenant.bindings_at = at;
+            }
             Err(p) => problems.push(p),
         }
     }
