@@ -109,6 +109,10 @@ enum ImportCommand {
         /// The client id of a client the export names only (repeatable).
         #[arg(long = "client-id", value_name = "NAME=ID", value_parser = name_equals_id)]
         client_id: Vec<(String, String)>,
+        /// The tenant's name (TENANT in TENANT.auth0.com), which hooks see as
+        /// client.tenant and event.tenant.id; exports do not hold it.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Replace tokenhook.toml and hooks/ in a folder that is not empty.
         #[arg(long)]
         force: bool,
@@ -168,6 +172,7 @@ pub fn main() -> ExitCode {
                     out,
                     keywords,
                     client_id,
+                    tenant,
                     force,
                 },
         } => crate::import::run_auth0(
@@ -176,6 +181,7 @@ pub fn main() -> ExitCode {
             keywords.as_deref(),
             crate::import::Options {
                 client_ids: client_id,
+                tenant,
                 force,
             },
         ),

@@ -52,9 +52,11 @@ fn import(export: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
         export.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--keywords",
-        keywords.to_str().unwrap(),
     ];
+    // The fixture's keywords, unless the test gives its own.
+    if !extra.contains(&"--keywords") {
+        args.extend(["--keywords", keywords.to_str().unwrap()]);
+    }
     args.extend_from_slice(extra);
     run_cli(&args, &[])
 }
@@ -103,6 +105,22 @@ fn both_formats_give_the_same_folder_with_the_flow_secrets_and_clients() {
     for (path, content) in &ta {
         assert_eq!(Some(content), tb.get(path), "{path} differs");
     }
+    // The Deploy CLI's config file as --keywords gives the same folder.
+    let config_json = d.path().join("config.json");
+    let mappings: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("keywords.json")).unwrap()).unwrap();
+    std::fs::write(
+        &config_json,
+        json!({"AUTH0_DOMAIN": "acme.eu.auth0.com", "AUTH0_KEYWORD_REPLACE_MAPPINGS": mappings})
+            .to_string(),
+    )
+    .unwrap();
+    let e = d.path().join("from-config-json");
+    let mut args = CLIENT_IDS.to_vec();
+    args.extend(["--keywords", config_json.to_str().unwrap()]);
+    let (code, _, err) = import(&fixture("directory"), &e, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tree(&e), ta);
     // The folder of the export given as the folder holding tenant.yaml is the same too.
     let c = d.path().join("from-yaml-folder");
     let (code, _, err) = import(&fixture("yaml"), &c, &CLIENT_IDS);
@@ -260,6 +278,12 @@ fn an_export_field_tokenhook_cannot_fill_is_named() {
     let d = tempfile::tempdir().unwrap();
     let export = d.path().join("export");
     std::fs::create_dir_all(export.join("hooks")).unwrap();
+    std::fs::create_dir_all(export.join("clients")).unwrap();
+    std::fs::write(
+        export.join("clients/Svc.json"),
+        r#"{"name": "Svc", "app_type": "non_interactive", "client_id": "svc-1"}"#,
+    )
+    .unwrap();
     std::fs::write(
         export.join("hooks/h.json"),
         r#"{"name": "h", "triggerId": "credentials-exchange", "enabled": true, "script": "./h.js"}"#,
@@ -282,12 +306,33 @@ fn an_export_field_tokenhook_cannot_fill_is_named() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        summary.contains("hooks/h.js:2: reads cl.tenant: the export does not name the tenant"),
+        summary.contains("hooks/h.js:2: reads cl.tenant, which is undefined: the export does not name the tenant; import again with --tenant NAME"),
         "{summary}"
     );
     assert!(
         summary.contains("hooks/h.js:2: reads ctx.webtask.storage, which tokenhook cannot fill"),
         "{summary}"
+    );
+    // Breaks if --tenant does not reach the registry or the note stays.
+    let out = d.path().join("out2");
+    let (code, summary, err) = run_cli(
+        &[
+            "import",
+            "auth0",
+            export.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!summary.contains("cl.tenant"), "{summary}");
+    let cfg = std::fs::read_to_string(out.join("tokenhook.toml")).unwrap();
+    assert!(
+        cfg.contains("[clients.\"svc-1\"]\nname = \"Svc\"\ntenant = \"acme\"\n"),
+        "{cfg}"
     );
 }
 

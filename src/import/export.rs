@@ -177,6 +177,7 @@ fn code(
     let inline = spec.contains('\n') || !spec.trim_end().ends_with(".js");
     if inline {
         return Ok(Code {
+            raw: spec.to_owned(),
             text: spec.to_owned(),
             shown: at.to_owned(),
         });

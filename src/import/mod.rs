@@ -65,6 +65,9 @@ pub struct Tenant {
 #[derive(Debug, Clone)]
 pub struct Code {
     pub text: String,
+    /// As the export holds it, keywords unreplaced: what the summary quotes, so a
+    /// keyword's value (maybe a secret) is never printed.
+    pub raw: String,
     /// Its path in the export, as the summary shows it.
     pub shown: String,
 }
@@ -137,7 +140,15 @@ impl Keywords {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Problem::new(&at, format!("cannot read: {e}")))?;
         match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(m)) => Ok(Keywords(m.into_iter().collect())),
+            // The Deploy CLI's own config file holds the mappings under this key.
+            Ok(Value::Object(mut m)) => match m.remove("AUTH0_KEYWORD_REPLACE_MAPPINGS") {
+                Some(Value::Object(inner)) => Ok(Keywords(inner.into_iter().collect())),
+                Some(_) => Err(Problem::new(
+                    at,
+                    "AUTH0_KEYWORD_REPLACE_MAPPINGS: must be a JSON object of keyword → value",
+                )),
+                None => Ok(Keywords(m.into_iter().collect())),
+            },
             Ok(_) => Err(Problem::new(
                 at,
                 "must be a JSON object of keyword → value (AUTH0_KEYWORD_REPLACE_MAPPINGS)",
@@ -379,6 +390,11 @@ impl<'a> Reader<'a> {
 
     /// `rel` (relative to the root) with keywords replaced.
     pub fn text(&mut self, rel: &Path) -> Result<String, Problem> {
+        self.both(rel).map(|(text, _)| text)
+    }
+
+    /// `rel` with keywords replaced, and as it is.
+    fn both(&mut self, rel: &Path) -> Result<(String, String), Problem> {
         let shown = rel.display().to_string();
         let raw = std::fs::read_to_string(self.root.join(rel))
             .map_err(|e| Problem::new(&shown, format!("cannot read: {e}")))?;
@@ -389,7 +405,7 @@ impl<'a> Reader<'a> {
                 at: format!("{shown}:{line}"),
             });
         }
-        Ok(text)
+        Ok((text, raw))
     }
 
     /// A code file named by `spec` in the object at `at`: the first of `candidates`
@@ -410,9 +426,10 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let rel = real.strip_prefix(&root).unwrap_or(c).to_owned();
-            let text = self.text(&rel)?;
+            let (text, raw) = self.both(&rel)?;
             return Ok(Code {
                 text,
+                raw,
                 shown: rel.display().to_string(),
             });
         }

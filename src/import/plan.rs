@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 pub struct Options {
     /// `--client-id NAME=ID`, for clients exported without their id.
     pub client_ids: Vec<(String, String)>,
+    /// `--tenant`: the tenant's name, which the export does not hold.
+    pub tenant: Option<String>,
     pub force: bool,
 }
 
@@ -32,6 +34,7 @@ pub struct HookFile {
 pub struct RegistryClient {
     pub id: String,
     pub name: String,
+    pub tenant: Option<String>,
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -315,7 +318,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         if !entry.secrets.is_empty() {
             manifest.hook.insert(name.clone(), entry);
         }
-        analyse(u, &file, &builtins, &mut report);
+        analyse(u, &file, &builtins, opts.tenant.is_some(), &mut report);
     }
     if manifest.enabled.is_none() && !hooks.is_empty() {
         report
@@ -419,8 +422,8 @@ fn uses(code: &str, pattern: &str) -> Vec<usize> {
     lines
 }
 
-/// Every `require('NAME')` with its line: (line number, module, the line).
-fn requires(code: &str) -> Vec<(usize, String, String)> {
+/// Every `require('NAME')`: (line number, module).
+fn requires(code: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (i, line) in code.lines().enumerate() {
         let mut from = 0;
@@ -438,7 +441,7 @@ fn requires(code: &str) -> Vec<(usize, String, String)> {
                 && let Some(q) = arg.chars().next().filter(|c| "'\"`".contains(*c))
                 && let Some(end) = arg[1..].find(q)
             {
-                out.push((i + 1, arg[1..1 + end].to_owned(), line.trim().to_owned()));
+                out.push((i + 1, arg[1..1 + end].to_owned()));
             }
         }
     }
@@ -480,11 +483,18 @@ const NODE_MODULES: &[&str] = &[
 
 /// What the code needs that tokenhook lacks: modules, and `event`/`context` fields
 /// Auth0 filled and the sidecar leaves absent (D14).
-fn analyse(u: &Unit, file: &str, builtins: &[String], report: &mut Report) {
+fn analyse(u: &Unit, file: &str, builtins: &[String], tenant_known: bool, report: &mut Report) {
     let code = &u.code.text;
     let shown = format!("hooks/{file}");
+    // The line as the export has it (keywords unreplaced), when the replacement kept
+    // the lines where they were.
+    let raw: Vec<&str> = u.code.raw.lines().collect();
+    let quote = |line: usize| match raw.get(line - 1) {
+        Some(l) if raw.len() == code.lines().count() => format!(": {}", l.trim()),
+        _ => String::new(),
+    };
     let mut required = HashSet::new();
-    for (line, id, text) in requires(code) {
+    for (line, id) in requires(code) {
         let bare = id.strip_prefix("node:").unwrap_or(&id);
         if builtins.iter().any(|b| b == bare) {
             continue;
@@ -499,9 +509,10 @@ fn analyse(u: &Unit, file: &str, builtins: &[String], report: &mut Report) {
             }
             None => format!("{package}, not declared as a dependency"),
         };
-        report
-            .modules
-            .push(format!("{shown}:{line}: requires {id:?} ({what}): {text}"));
+        report.modules.push(format!(
+            "{shown}:{line}: requires {id:?} ({what}){}",
+            quote(line)
+        ));
     }
     for (m, v) in u.dependencies {
         if !required.contains(m.as_str()) && !builtins.iter().any(|b| b == m) {
@@ -561,10 +572,10 @@ fn analyse(u: &Unit, file: &str, builtins: &[String], report: &mut Report) {
             ));
         }
     }
-    for field in &tenant {
+    for field in tenant.iter().filter(|_| !tenant_known) {
         for line in uses(code, field) {
             report.behaviour.push(format!(
-                "{shown}:{line}: reads {field}: the export does not name the tenant; add tenant = \"YOUR-TENANT\" to each [clients.\"ID\"] in tokenhook.toml, else it is undefined"
+                "{shown}:{line}: reads {field}, which is undefined: the export does not name the tenant; import again with --tenant NAME (or set tenant under each [clients.\"ID\"])"
             ));
         }
     }
@@ -687,6 +698,7 @@ fn registry(
         out.push(RegistryClient {
             id,
             name: c.name.clone(),
+            tenant: opts.tenant.clone(),
             metadata,
         });
     }
@@ -765,7 +777,7 @@ mod tests {
         let code = "const a = require('lodash/fp');\nconst b = require(\"node:crypto\"), c = myrequire('x');\n// event?.organization?.id\nfoo.event.organization;";
         // Breaks if a second require on a line, the `node:` form, or `?.` is missed, or
         // if `myrequire` / `foo.event` count.
-        let r: Vec<(usize, String)> = requires(code).into_iter().map(|(l, m, _)| (l, m)).collect();
+        let r = requires(code);
         assert_eq!(r, vec![(1, "lodash/fp".into()), (2, "node:crypto".into())]);
         assert_eq!(uses(code, "event.organization"), vec![3]);
         assert_eq!(package_of("lodash/fp"), "lodash");

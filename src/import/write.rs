@@ -95,6 +95,9 @@ dir = "{HOOKS}"
             quoted(&c.id),
             quoted(&c.name)
         ));
+        if let Some(tenant) = &c.tenant {
+            t.push_str(&format!("tenant = {}\n", quoted(tenant)));
+        }
         if !c.metadata.is_empty() {
             let pairs: Vec<String> = c
                 .metadata
@@ -118,7 +121,9 @@ pub fn write(out: &Path, plan: &Plan, force: bool) -> std::io::Result<()> {
     let same = raw.clients.len() == plan.clients.len()
         && plan.clients.iter().all(|c| {
             raw.clients.get(&c.id).is_some_and(|r| {
-                r.name.as_deref() == Some(c.name.as_str()) && r.metadata == c.metadata
+                r.name.as_deref() == Some(c.name.as_str())
+                    && r.tenant == c.tenant
+                    && r.metadata == c.metadata
             })
         });
     if !same {
@@ -174,6 +179,7 @@ mod tests {
         let clients = vec![RegistryClient {
             id: "id.with\"quote".into(),
             name: "Line\nbreak \\ back".into(),
+            tenant: Some("acme".into()),
             metadata: BTreeMap::from([
                 ("plain_key".into(), "v".into()),
                 ("dotted.key".into(), "tab\there".into()),
@@ -184,6 +190,7 @@ mod tests {
         let c = &raw.clients["id.with\"quote"];
         assert_eq!(c.name.as_deref(), Some("Line\nbreak \\ back"));
         assert_eq!(c.metadata, clients[0].metadata);
+        assert_eq!(c.tenant.as_deref(), Some("acme"));
         assert!(raw.upstream.url.unwrap().starts_with(PLACEHOLDER));
         assert!(raw.signing.keys[0].starts_with(PLACEHOLDER));
     }
