@@ -63,7 +63,10 @@ struct RawTrigger {
 
 #[derive(Deserialize)]
 struct RawBinding {
-    action_name: String,
+    #[serde(default)]
+    action_name: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,13 +93,9 @@ struct RawResourceServer {
     #[serde(default)]
     name: Option<String>,
     identifier: String,
+    /// `{value, description}` each; a hand-written export may list plain names.
     #[serde(default)]
-    scopes: Option<Vec<RawScope>>,
-}
-
-#[derive(Deserialize)]
-struct RawScope {
-    value: String,
+    scopes: Option<Vec<Value>>,
 }
 
 /// Deserializes `v`, naming the key at fault (`at: secrets[0].name: …`).
@@ -232,14 +231,22 @@ pub fn bindings(v: Value, at: &str) -> Result<Vec<(String, Vec<String>)>, Proble
     };
     let mut out = Vec::new();
     for (trigger, list) in raw {
-        let list: Option<Vec<RawBinding>> = typed(list, &format!("{at}: {trigger}"))?;
-        out.push((
-            trigger,
-            list.unwrap_or_default()
-                .into_iter()
-                .map(|b| b.action_name)
-                .collect(),
-        ));
+        let at = format!("{at}: {trigger}");
+        let list: Option<Vec<RawBinding>> = typed(list, &at)?;
+        let mut names = Vec::new();
+        for (i, b) in list.unwrap_or_default().into_iter().enumerate() {
+            // The Deploy CLI binds by `action_name`, `display_name` being the same.
+            match b.action_name.or(b.display_name) {
+                Some(n) => names.push(n),
+                None => {
+                    return Err(Problem::new(
+                        at,
+                        format!("[{i}]: missing field `action_name`"),
+                    ));
+                }
+            }
+        }
+        out.push((trigger, names));
     }
     Ok(out)
 }
@@ -276,8 +283,12 @@ pub fn resource_server(v: Value, at: String) -> Result<ResourceServer, Problem> 
         scopes: raw
             .scopes
             .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.value)
+            .iter()
+            .filter_map(|s| {
+                s.as_str()
+                    .or_else(|| s["value"].as_str())
+                    .map(str::to_owned)
+            })
             .collect(),
     })
 }

@@ -84,11 +84,33 @@ impl Kind {
     }
 }
 
+/// What a Hook or Action does in the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Enabled,
+    Disabled,
+    /// The n-th bound Action (from 1).
+    Flow(usize),
+    /// Supports the trigger, but Auth0 did not run it.
+    Unbound,
+}
+
+impl Role {
+    fn describe(self) -> String {
+        match self {
+            Role::Enabled => "enabled".into(),
+            Role::Disabled => "disabled".into(),
+            Role::Flow(n) => format!("flow, {}", ordinal(n)),
+            Role::Unbound => format!("not bound to {TRIGGER} in Auth0: not in the flow"),
+        }
+    }
+}
+
 /// A Hook or Action being imported.
 struct Unit<'t> {
     kind: Kind,
     auth0: &'t str,
-    role: String,
+    role: Role,
     code: &'t Code,
     secrets: &'t [(String, Option<String>)],
     dependencies: &'t [(String, String)],
@@ -184,7 +206,11 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         units.push(Unit {
             kind: Kind::Hook,
             auth0: &h.name,
-            role: if h.enabled { "enabled" } else { "disabled" }.into(),
+            role: if h.enabled {
+                Role::Enabled
+            } else {
+                Role::Disabled
+            },
             code: &h.code,
             secrets: &h.secrets,
             dependencies: &h.dependencies,
@@ -195,7 +221,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         units.push(Unit {
             kind: Kind::Action,
             auth0: &a.name,
-            role: format!("flow, {}", ordinal(i + 1)),
+            role: Role::Flow(i + 1),
             code: &a.code,
             secrets: &a.secrets,
             dependencies: &a.dependencies,
@@ -206,7 +232,7 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
         units.push(Unit {
             kind: Kind::Action,
             auth0: &a.name,
-            role: format!("not bound to {TRIGGER} in Auth0: not in the flow"),
+            role: Role::Unbound,
             code: &a.code,
             secrets: &a.secrets,
             dependencies: &a.dependencies,
@@ -237,14 +263,14 @@ pub fn plan(t: &Tenant, opts: &Options) -> Result<Plan, Vec<Problem>> {
     for (u, name) in units.iter().zip(&names) {
         let file = format!("{name}.js");
         let label = format!("{} {:?}", u.kind.as_str(), u.auth0);
-        report
-            .imported
-            .push((format!("hooks/{file}"), format!("{label} ({})", u.role)));
-        if u.role == "enabled" {
-            manifest.enabled = Some(name.clone());
-        }
-        if u.kind == Kind::Action && u.role.starts_with("flow") {
-            manifest.flow.push(name.clone());
+        report.imported.push((
+            format!("hooks/{file}"),
+            format!("{label} ({})", u.role.describe()),
+        ));
+        match u.role {
+            Role::Enabled => manifest.enabled = Some(name.clone()),
+            Role::Flow(_) => manifest.flow.push(name.clone()),
+            Role::Disabled | Role::Unbound => {}
         }
         files.push(HookFile {
             path: file.clone(),
