@@ -1,4 +1,4 @@
-//! Command line: `serve`, `check`, `keys generate`, `demo`.
+//! Command line: `serve`, `check`, `keys generate`, `hooks`, `import auth0`, `demo`.
 
 use crate::app::App;
 use crate::config::{Config, ConfigError};
@@ -47,6 +47,11 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: HooksCommand,
+    },
+    /// Bring a tenant over from another product.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
     },
     /// Run a demo IdP and the sidecar in front of it, on loopback.
     Demo {
@@ -107,6 +112,42 @@ enum FlowCommand {
 }
 
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// An Auth0 Deploy CLI export (a directory or a tenant.yaml): its credentials-exchange
+    /// Hooks and Actions become a hooks folder, its clients the registry.
+    Auth0 {
+        /// The export: a directory export's folder, or a tenant.yaml.
+        path: PathBuf,
+        /// Where to write tokenhook.toml and hooks/.
+        #[arg(long)]
+        out: PathBuf,
+        /// AUTH0_KEYWORD_REPLACE_MAPPINGS as a JSON file: ##KEY## and @@KEY@@ values.
+        #[arg(long)]
+        keywords: Option<PathBuf>,
+        /// The client id of a client the export names only (repeatable).
+        #[arg(long = "client-id", value_name = "NAME=ID", value_parser = name_equals_id)]
+        client_id: Vec<(String, String)>,
+        /// The tenant's name (TENANT in TENANT.auth0.com), which hooks see as
+        /// client.tenant and event.tenant.id; exports do not hold it.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Replace tokenhook.toml and hooks/ in a folder that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `NAME=ID`, split at the last `=`: client ids hold none, names may.
+fn name_equals_id(s: &str) -> Result<(String, String), String> {
+    match s.rsplit_once('=') {
+        Some((name, id)) if !name.is_empty() && !id.is_empty() => {
+            Ok((name.to_owned(), id.to_owned()))
+        }
+        _ => Err(format!("expected NAME=ID, got {s:?}")),
+    }
+}
+
+#[derive(Subcommand)]
 enum SecretsCommand {
     /// Set secret KEY of hook NAME, reading the value from stdin.
     Set { name: String, key: String },
@@ -142,6 +183,26 @@ pub fn main() -> ExitCode {
             listen,
             admin_listen,
         } => crate::demo::run(listen, admin_listen),
+        Command::Import {
+            command:
+                ImportCommand::Auth0 {
+                    path,
+                    out,
+                    keywords,
+                    client_id,
+                    tenant,
+                    force,
+                },
+        } => crate::import::run_auth0(
+            &path,
+            &out,
+            keywords.as_deref(),
+            crate::import::Options {
+                client_ids: client_id,
+                tenant,
+                force,
+            },
+        ),
         Command::Hooks {
             dir,
             config,

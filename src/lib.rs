@@ -39,6 +39,7 @@ pub(crate) mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hooks;
+pub(crate) mod import;
 pub mod keys;
 pub(crate) mod metrics;
 pub(crate) mod proxy;

@@ -36,6 +36,11 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Starts a value left for the user to fill (`tokenhook import` writes them): any
+/// config value that still starts with it is reported as such, in place of whatever
+/// else its key would fail (`upstream.url: placeholder left by tokenhook import: …`).
+pub const PLACEHOLDER: &str = "REPLACE-ME";
+
 /// All problems found in one pass; printed one per line by `check` and `serve`.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -294,8 +299,15 @@ impl Config {
             }
         };
         env::apply(&mut doc, vars, &mut errors);
+        let placeholders = validate::placeholders(&doc);
         let raw = parse_collecting(doc, &mut errors);
         let config = validate::validate(raw, base, &mut errors);
+        if !placeholders.is_empty() {
+            // Its key also fails its own checks ("no such file: REPLACE-ME…"), which
+            // would only restate the placeholder less clearly.
+            errors.retain(|e| !placeholders.iter().any(|p| p.key == e.key));
+            errors.splice(0..0, placeholders);
+        }
         match config {
             Some(c) if errors.is_empty() => Ok(c),
             _ if errors.is_empty() => Err(ConfigErrors(vec![ConfigError::new(

@@ -223,3 +223,37 @@ fn key_states_and_their_errors() {
     let e = Config::from_toml(&missing, d.path(), Vec::<(String, String)>::new()).unwrap_err();
     assert_eq!(e.to_string(), "signing.next[0]: no such file: gone.pem");
 }
+
+#[test]
+fn placeholders_left_by_an_import_are_reported_by_key() {
+    // Breaks if a placeholder passes validation, is reported under another key, comes
+    // with its key's ordinary error too, or survives an environment override.
+    let text = r#"
+[upstream]
+url = "REPLACE-ME: the IdP's base URL"
+[signing]
+keys = ["REPLACE-ME: a private key file"]
+[clients."svc"]
+name = "REPLACE-ME"
+"#;
+    let errors = load(text, &[]).unwrap_err().0;
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "clients.svc.name: placeholder left by tokenhook import: fill it in",
+            "signing.keys[0]: placeholder left by tokenhook import: a private key file",
+            "upstream.url: placeholder left by tokenhook import: the IdP's base URL",
+        ],
+        "{shown:?}"
+    );
+    let filled = text
+        .replace("REPLACE-ME: a private key file", "key.pem")
+        .replace("name = \"REPLACE-ME\"", "name = \"ok\"");
+    let c = load(
+        &filled,
+        &[("TOKENHOOK_UPSTREAM_URL", "http://127.0.0.1:3000")],
+    )
+    .unwrap();
+    assert_eq!(c.upstream.url.as_str(), "http://127.0.0.1:3000/");
+}

@@ -40,6 +40,44 @@ pub(super) fn validate(
     })
 }
 
+/// Every string value (in a list too) that still starts with [`PLACEHOLDER`], named
+/// by its key as validation names it (`signing.keys[0]`).
+pub(super) fn placeholders(doc: &toml::Table) -> Vec<ConfigError> {
+    fn walk(v: &toml::Value, key: String, out: &mut Vec<ConfigError>) {
+        match v {
+            toml::Value::String(s) => {
+                if let Some(rest) = s.strip_prefix(PLACEHOLDER) {
+                    let what = rest.trim_start_matches([':', ' ']).trim();
+                    let what = if what.is_empty() { "fill it in" } else { what };
+                    out.push(ConfigError::new(
+                        key,
+                        format!("placeholder left by tokenhook import: {what}"),
+                    ));
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{key}[{i}]"), out);
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, item) in t {
+                    let sub = if key.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{key}.{k}")
+                    };
+                    walk(item, sub, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&toml::Value::Table(doc.clone()), String::new(), &mut out);
+    out
+}
+
 /// `0` where a positive number is required.
 fn positive(values: &[(&str, u64)], err: Err) {
     for (key, v) in values {

@@ -37,6 +37,11 @@ pub const POST: TestClient = TestClient {
     id: "svc-post",
     secret: "svc-post-secret-456",
 };
+/// Authenticates with `client_secret_basic`; used by the import tests only.
+pub const LEGACY: TestClient = TestClient {
+    id: "svc-legacy",
+    secret: "svc-legacy-secret-789",
+};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -245,6 +250,55 @@ impl Sidecar {
     /// that is down or broken at start.
     pub fn start_unready(opts: SidecarOpts) -> Sidecar {
         Self::launch(opts, "/healthz")
+    }
+
+    /// Serves `config` (in `dir`, a config the test wrote) until ready. The listen
+    /// ports are set through `TOKENHOOK_SERVER_*`, so the file is served as written;
+    /// `env` is added (hook secrets, say).
+    pub fn serve_config(dir: tempfile::TempDir, config: &Path, env: &[(&str, &str)]) -> Sidecar {
+        let stderr_path = dir.path().join("stderr.log");
+        let mut dir = Some(dir);
+        // As in `launch`: a port taken meanwhile makes `serve` exit 69; try others.
+        for _ in 0..5 {
+            let (port, admin) = (free_port(), free_port());
+            let child = Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(config)
+                .env("RUST_LOG", "info")
+                .env("TOKENHOOK_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+                .env(
+                    "TOKENHOOK_SERVER_ADMIN_LISTEN",
+                    format!("127.0.0.1:{admin}"),
+                )
+                .env(
+                    "TOKENHOOK_SERVER_PUBLIC_URL",
+                    format!("http://127.0.0.1:{port}"),
+                )
+                .env("TOKENHOOK_SERVER_GRACE_PERIOD_SECONDS", "0")
+                .env("TOKENHOOK_SERVER_DRAIN_DELAY_SECONDS", "0")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr_path).unwrap())
+                .spawn()
+                .unwrap();
+            let mut s = Sidecar {
+                child,
+                dir: dir.take().unwrap(),
+                port,
+                admin,
+                stderr_path: stderr_path.clone(),
+            };
+            match s.wait_for("/readyz") {
+                Ok(()) => return s,
+                Err(69) => {
+                    dir = Some(std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap()));
+                    continue;
+                }
+                Err(code) => panic!("sidecar exited with {code}; stderr:\n{}", s.logs()),
+            }
+        }
+        panic!("no free ports for the sidecar after 5 tries");
     }
 
     /// Starts the sidecar and waits until `probe` on the admin port answers 200.

@@ -82,6 +82,17 @@ function providerConfiguration() {
         redirect_uris: [],
         scope: 'read:data',
       },
+      // The third client of the Auth0 export fixture (tests/import.rs), which its
+      // Actions deny.
+      {
+        client_id: 'svc-legacy',
+        client_secret: 'svc-legacy-secret-789',
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        scope: 'read:data',
+      },
     ],
     // API scopes are declared as provider scopes so that the client `scope`
     // metadata is accepted and a client asking for a scope outside its own
