@@ -45,6 +45,12 @@ fn note_fetch(_: &JsValue, _: &[JsValue], _: &mut Context) -> boa_engine::JsResu
     Ok(JsValue::undefined())
 }
 
+/// The Node modules `require` gives (with or without `node:`), as `builtins.js`'s
+/// `modules`; `hooks::tests` checks the two agree.
+pub const BUILTIN_MODULES: &[&str] = &["buffer", "crypto", "querystring", "url", "util"];
+/// npm modules given as built-ins (by their bare name), as `builtins.js`'s `packages`.
+pub const BUILTIN_PACKAGES: &[&str] = &["axios"];
+
 /// Evaluates `builtins.js` and hands it the natives; the driver calls it at most once.
 fn load_builtins(_: &JsValue, _: &[JsValue], ctx: &mut Context) -> boa_engine::JsResult<JsValue> {
     let install = ctx.eval(Source::from_bytes(BUILTINS))?;

@@ -315,6 +315,19 @@ fn require_gives_the_built_ins_and_fails_naming_any_other_module_d13() {
         "var a = require('axios'); cb(null, {'https://x/a': typeof a.get + typeof a.create + (a.default === a)})",
     ));
     assert_eq!(claims_of(&inv)["https://x/a"], "functionfunctiontrue");
+    // The lists the rest of the crate trusts (the importer) are what `require` gives.
+    for m in engine::BUILTIN_MODULES {
+        let inv = run(&legacy(&format!(
+            "cb(null, {{'https://x/m': typeof require('{m}') + typeof require('node:{m}')}})"
+        )));
+        assert_eq!(claims_of(&inv)["https://x/m"], "objectobject", "{m}");
+    }
+    for m in engine::BUILTIN_PACKAGES {
+        let inv = run(&legacy(&format!(
+            "cb(null, {{'https://x/m': typeof require('{m}')}})"
+        )));
+        assert_eq!(claims_of(&inv)["https://x/m"], "function", "{m}");
+    }
     // Each built-in by both names is one and the same module object.
     let inv = run(&legacy(
         "var same = ['buffer', 'crypto', 'querystring', 'url', 'util'].every(function (m) { \

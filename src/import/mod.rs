@@ -277,50 +277,16 @@ pub fn secret_env_var(hook: &str, key: &str) -> String {
     format!("TOKENHOOK_SECRET_{}_{}", up(hook), up(key))
 }
 
-/// The modules hook code may `require` in tokenhook, read from `builtins.js` itself
-/// (its `modules` object), so this list cannot drift from what `require` gives.
+/// The modules hook code may `require` in tokenhook: the Node built-ins and the npm
+/// modules given as built-ins (`hooks::engine`'s lists, which a test there checks
+/// against what `require` really gives).
 pub fn builtin_modules() -> Vec<String> {
-    const SOURCE: &str = include_str!("../hooks/builtins.js");
-    let Some(start) = SOURCE.find("const modules = {") else {
-        return Vec::new();
-    };
-    // The keys of that object literal: names at depth 1 that follow `{` or `,`.
-    let body = &SOURCE[start + "const modules = ".len()..];
-    let mut names = Vec::new();
-    let (mut depth, mut expect_key) = (0usize, false);
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '{' | '[' | '(' => {
-                depth += 1;
-                expect_key = depth == 1;
-            }
-            '}' | ']' | ')' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    break;
-                }
-            }
-            ',' if depth == 1 => expect_key = true,
-            c if c.is_whitespace() => {}
-            c if expect_key && (c.is_ascii_alphabetic() || c == '_') => {
-                let mut end = i + c.len_utf8();
-                while let Some(&(j, d)) = chars.peek() {
-                    if d.is_ascii_alphanumeric() || d == '_' {
-                        end = j + d.len_utf8();
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                names.push(body[i..end].to_owned());
-                expect_key = false;
-            }
-            _ => expect_key = false,
-        }
-    }
-    names.sort();
-    names
+    use crate::hooks::engine::{BUILTIN_MODULES, BUILTIN_PACKAGES};
+    BUILTIN_MODULES
+        .iter()
+        .chain(BUILTIN_PACKAGES)
+        .map(|m| (*m).to_owned())
+        .collect()
 }
 
 /// How the export was given.
@@ -559,11 +525,11 @@ mod tests {
     }
 
     #[test]
-    fn builtin_modules_come_from_builtins_js() {
-        // Breaks if `builtins.js` changes the shape of its `modules` object so that
-        // the keys are no longer found (the next test checks each one loads).
+    fn builtin_modules_include_node_and_npm_built_ins() {
+        // Breaks if the import stopped trusting a module hooks can load (it would
+        // report axios as missing) or trusted an object name rather than a module.
         let names = builtin_modules();
-        for m in ["buffer", "crypto", "querystring", "url", "util"] {
+        for m in ["buffer", "crypto", "querystring", "url", "util", "axios"] {
             assert!(names.contains(&m.to_owned()), "{names:?}");
         }
         assert!(
@@ -582,7 +548,12 @@ mod tests {
             format!("{head}\nmodule.exports = function (c, s, a, x, cb) {{ cb(null, {{}}); }};")
         };
         for m in builtin_modules() {
-            let src = hook(&format!("require('{m}'); require('node:{m}');"));
+            // Node's own modules by both names; npm modules by their bare name.
+            let src = if crate::hooks::engine::BUILTIN_PACKAGES.contains(&m.as_str()) {
+                hook(&format!("require('{m}');"))
+            } else {
+                hook(&format!("require('{m}'); require('node:{m}');"))
+            };
             if let Err(e) = Engine::compile(&src, "{}", Limits::default()) {
                 panic!("{m}: {e}");
             }
