@@ -21,8 +21,9 @@ fn folder(files: &[(&str, &str)], manifest: &str) -> tempfile::TempDir {
     d
 }
 
-fn example(name: &str) -> String {
-    std::fs::read_to_string(repo().join("hooks").join(name)).unwrap()
+/// An example's source, by its path in the repository.
+fn example(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap()
 }
 
 fn run_dir(dir: &Path, event: &Value) -> Value {
@@ -89,7 +90,7 @@ fn the_fetch_example_signs_calls_and_turns_answers_into_claims() {
     let svc = enricher();
     let d = folder(
         &[
-            ("fetch-enrich.js", &example("fetch-enrich.js")),
+            ("fetch-enrich.js", &example("hooks/fetch-enrich.js")),
             ("url", &svc.url()),
             ("key", ENRICH_KEY),
         ],
@@ -181,7 +182,7 @@ fn the_axios_example_posts_json_and_maps_errors() {
     let svc = audit();
     let d = folder(
         &[
-            ("axios-audit.js", &example("axios-audit.js")),
+            ("axios-audit.js", &example("hooks/axios-audit.js")),
             ("url", &svc.url()),
             ("token", "audit-token-xyz"),
         ],
@@ -384,8 +385,12 @@ fn fetching_actions_in_a_flow_through_the_sidecar() {
     let (ep, ap, eu, au) = (enr.port, aud.port, enr.url(), aud.url());
     let idp = Idp::start();
     let lay = move |dir: &Path| {
-        std::fs::write(dir.join("fetch-enrich.js"), example("fetch-enrich.js")).unwrap();
-        std::fs::write(dir.join("axios-audit.js"), example("axios-audit.js")).unwrap();
+        std::fs::write(
+            dir.join("fetch-enrich.js"),
+            example("hooks/fetch-enrich.js"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("axios-audit.js"), example("hooks/axios-audit.js")).unwrap();
         std::fs::write(dir.join("eurl"), &eu).unwrap();
         std::fs::write(dir.join("ekey"), ENRICH_KEY).unwrap();
         std::fs::write(dir.join("aurl"), &au).unwrap();
