@@ -419,3 +419,126 @@ fn fetching_actions_in_a_flow_through_the_sidecar() {
     assert_eq!(enr.requests().len(), 1);
     assert_eq!(aud.requests().len(), 1);
 }
+
+// A fetch counts against the hook's time limit, and a call that fails cancels its
+// requests. A service that never answers: a hook that awaits it fails at its own 300 ms
+// (not the fetch's 10 s); a hook that leaves a request running and then throws has it
+// closed at once, while the sidecar keeps running, not at the call's 5 s deadline; a
+// hook that leaves one running and finishes cleanly has it go on (a webhook it did not
+// await, as in Node) until the call's deadline, not the fetch's. Breaks if the hook
+// waited past its limit, a failed call's request stayed open, or a request outlived its
+// call's deadline.
+#[test]
+fn a_call_that_fails_cancels_its_requests() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                // Read the request, then wait for the peer to close, never answering.
+                let t0 = std::time::Instant::now();
+                let mut buf = [0u8; 4096];
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = tx.send(t0.elapsed());
+            });
+        }
+    });
+    let awaits = "exports.onExecuteCredentialsExchange = async (event, api) => { \
+                  await fetch(event.secrets.URL); api.accessToken.setCustomClaim('https://x/late', 1); };";
+    let leaves = "exports.onExecuteCredentialsExchange = async (event, api) => { \
+                  fetch(event.secrets.URL).catch(() => {}); api.accessToken.setCustomClaim('https://x/left', 1); \
+                  if (event.client.client_id === 'svc-basic') { await new Promise(r => setTimeout(r, 100)); throw new Error('after the fetch'); } };";
+    let d = folder(
+        &[
+            ("awaits.js", awaits),
+            ("leaves.js", leaves),
+            ("url", &format!("http://127.0.0.1:{port}/")),
+        ],
+        &format!(
+            "enabled = \"awaits\"\n[hook.awaits]\ntimeout_ms = 300\n[hook.awaits.secrets]\nURL = {{ file = \"url\" }}\n[hook.awaits.fetch]\nallow = [\"http://127.0.0.1:{port}\"]\ntimeout_ms = 10000\n\
+             [hook.leaves]\ntimeout_ms = 1500\n[hook.leaves.secrets]\nURL = {{ file = \"url\" }}\n[hook.leaves.fetch]\nallow = [\"http://127.0.0.1:{port}\"]\ntimeout_ms = 10000\n"
+        ),
+    );
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(
+        SidecarOpts::new(&idp.url())
+            .hooks_folder(d.path())
+            .env("TOKENHOOK_HOOKS_RELOAD_INTERVAL_MS", "50"),
+    );
+    let t0 = std::time::Instant::now();
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    assert_eq!(status, 500, "{body}");
+    // The fetch's deadline is the call's: whichever ends it first, the hook's 300 ms held.
+    let said = body["error_description"].as_str().unwrap_or("");
+    assert!(
+        said == "hook timed out after 300 ms" || said.ends_with("no answer within the time limit"),
+        "{body}"
+    );
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    let first = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(first < std::time::Duration::from_secs(3), "{first:?}");
+
+    // Now the hook that leaves its request behind; no request runs until it serves.
+    let reloads = || {
+        sidecar
+            .metrics()
+            .lines()
+            .find(|l| l.starts_with(r#"tokenhook_hook_reloads_total{result="ok"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = reloads();
+    let manifest = std::fs::read_to_string(d.path().join("hooks.toml")).unwrap();
+    let hooks = sidecar.hooks_dir();
+    std::fs::write(
+        hooks.join(".next"),
+        manifest.replace("enabled = \"awaits\"", "enabled = \"leaves\""),
+    )
+    .unwrap();
+    std::fs::rename(hooks.join(".next"), hooks.join("hooks.toml")).unwrap();
+    let t0 = std::time::Instant::now();
+    while reloads() == before {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no reload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // It throws after starting the request: the request is cancelled with the call.
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    assert_eq!(status, 500, "{body}");
+    let open = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the request reached the service");
+    assert!(
+        open < std::time::Duration::from_millis(1000),
+        "a failed call's request stayed open {open:?}"
+    );
+    // It finishes cleanly: the request goes on until the call's 1.5 s deadline.
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), POST.id, POST.secret, false);
+    assert_eq!(status, 200, "{body}");
+    let open = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the request reached the service");
+    assert!(
+        open > std::time::Duration::from_millis(1000) && open < std::time::Duration::from_secs(5),
+        "a finished call's request is bounded by the call's deadline: {open:?}"
+    );
+}

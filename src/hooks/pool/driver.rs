@@ -577,8 +577,17 @@ struct Fetches {
 }
 
 impl Fetches {
+    /// The call ended without a clean finish (timed out, failed, denied, its worker
+    /// gone): its requests in flight are cancelled.
     fn end_call(&mut self) {
         self.tasks.abort_all();
+        self.count = 0;
+    }
+
+    /// The call finished cleanly: requests it left running (a webhook it did not
+    /// await, as in Node) go on, still bounded by the call's deadline.
+    fn finish_call(&mut self) {
+        self.tasks.detach_all();
         self.count = 0;
     }
 
@@ -632,6 +641,16 @@ impl Fetches {
     }
 }
 
+/// Every step ran to its end without an error or a denial.
+fn finished_cleanly(done: &Done) -> bool {
+    done.steps.iter().all(|s| match &s.outcome {
+        RawOutcome::Finished { state } => {
+            state.done && state.error.is_none() && state.deny.is_none()
+        }
+        _ => false,
+    })
+}
+
 /// A `TAG_FETCH_REPLY` frame.
 fn answer_frame(id: u64, result: &serde_json::Value) -> Vec<u8> {
     let body = serde_json::json!({"id": id, "result": result}).to_string();
@@ -649,7 +668,11 @@ fn perform(
     for action in out.drain(..) {
         match action {
             Action::Reply(r, result) => {
-                fetches.end_call();
+                if result.as_ref().is_ok_and(finished_cleanly) {
+                    fetches.finish_call();
+                } else {
+                    fetches.end_call();
+                }
                 let _ = r.send(result);
             }
             Action::Fetch {
