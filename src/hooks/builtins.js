@@ -1426,21 +1426,40 @@
   function hasHeader(headers, name) {
     return Object.keys(headers).some(function (k) { return k.toLowerCase() === name; });
   }
-  // axios's default `params` serializer: `key[]=` for arrays, ISO dates, JSON objects,
-  // null and undefined left out.
+  // axios's default `params` serializer: nested objects as `a[b]=`, a flat array as
+  // `key[]=` and a nested one with indexes, ISO dates, null and undefined left out, and
+  // its URL encoding (`:`, `$`, `,` kept, spaces as `+`).
+  function axiosEncode(v) {
+    return encodeURIComponent(v).replace(/%3A/gi, ":").replace(/%24/g, "$").replace(/%2C/gi, ",").replace(/%20/g, "+");
+  }
   function serializeParams(params) {
     if (params instanceof URLSearchParams) return params.toString();
-    const parts = new URLSearchParams();
-    for (const k of Object.keys(params)) {
-      const v = params[k];
-      if (v === null || v === undefined) continue;
-      const add = function (key, x) {
-        parts.append(key, x instanceof Date ? x.toISOString() : x !== null && typeof x === "object" ? JSON.stringify(x) : String(x));
-      };
-      if (isArray(v)) for (const x of v) add(k + "[]", x);
-      else add(k, v);
-    }
-    return parts.toString();
+    const out = [];
+    const push = function (key, v) {
+      out.push(axiosEncode(key) + "=" + axiosEncode(v instanceof Date ? v.toISOString() : String(v)));
+    };
+    const isFlat = function (arr) {
+      return arr.every(function (x) { return x === null || x === undefined || typeof x !== "object" || x instanceof Date; });
+    };
+    const build = function (v, key, top) {
+      if (v === null || v === undefined) return;
+      if (v instanceof Date) return push(key, v);
+      if (isArray(v)) {
+        if (top && isFlat(v)) {
+          for (const x of v) if (x !== null && x !== undefined) push(key + "[]", x);
+        } else {
+          v.forEach(function (x, i) { build(x, key + "[" + i + "]", false); });
+        }
+        return;
+      }
+      if (typeof v === "object") {
+        for (const k of Object.keys(v)) build(v[k], key + "[" + k + "]", false);
+        return;
+      }
+      push(key, v);
+    };
+    for (const k of Object.keys(params)) build(params[k], k, true);
+    return out.join("&");
   }
   function fullURL(config) {
     let url = config.url === undefined ? "" : String(config.url);
@@ -1489,7 +1508,12 @@
     const headers = flatHeaders(config.headers, method);
     let body;
     const data = config.data;
-    if (data !== undefined && data !== null && method !== "get" && method !== "head") {
+    const sends = method === "post" || method === "put" || method === "patch";
+    if (sends && (data === undefined || data === null || typeof data === "string")) {
+      // As axios on Node: a string or no body is sent as a form unless told otherwise.
+      if (!hasHeader(headers, "content-type")) headers["Content-Type"] = "application/x-www-form-urlencoded";
+      body = typeof data === "string" ? data : "";
+    } else if (data !== undefined && data !== null && method !== "get" && method !== "head") {
       if (typeof data === "string") {
         body = data;
       } else if (data instanceof URLSearchParams) {
