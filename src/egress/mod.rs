@@ -52,7 +52,11 @@ mod tests;
 
 pub use policy::{DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES, Origin};
 
-use crate::hooks::manifest::{FetchPolicy, Problem};
+pub use policy::FetchPolicy;
+
+/// A problem with a hook's policy, keyed like config errors
+/// (`hooks.dir/hooks.toml: hook.NAME.fetch.allow`).
+pub type Problem = (String, String);
 use crate::metrics::{FetchCounters, FetchOutcome};
 use bytes::Bytes;
 use http::Method;
@@ -213,45 +217,6 @@ impl Egress {
             hook,
             used: AtomicU32::new(used),
         }
-    }
-}
-
-/// The egress of one flow: the process's client and each step's policy, performing the
-/// requests the pool's workers send (`hooks::pool::Fetcher`).
-pub struct FlowEgress {
-    pub client: std::sync::Arc<Egress>,
-    pub steps: Vec<std::sync::Arc<HookEgress>>,
-}
-
-impl crate::hooks::pool::Fetcher for FlowEgress {
-    fn fetch(
-        &self,
-        step: usize,
-        request: serde_json::Value,
-        deadline: Instant,
-        nth: u32,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>> {
-        let client = self.client.clone();
-        let hook = self.steps.get(step).cloned();
-        Box::pin(async move {
-            let result = match (hook, serde_json::from_value::<FetchRequest>(request)) {
-                (Some(hook), Ok(req)) => {
-                    client
-                        .session_after(&hook, nth.saturating_sub(1))
-                        .fetch(req, deadline)
-                        .await
-                }
-                (None, _) => FetchResult::Error {
-                    reason: FetchErrorKind::Refused,
-                    message: "no such hook in this flow".into(),
-                },
-                (_, Err(e)) => FetchResult::Error {
-                    reason: FetchErrorKind::Error,
-                    message: format!("bad fetch request: {e}"),
-                },
-            };
-            serde_json::to_value(result).unwrap_or(serde_json::Value::Null)
-        })
     }
 }
 

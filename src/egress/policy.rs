@@ -2,11 +2,36 @@
 //! normalized origins, limits with their defaults, and the problems of a bad table.
 
 use super::addr;
-use crate::hooks::manifest::{FetchPolicy, MANIFEST};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 use url::{Host, Url};
+
+/// The hooks folder's manifest, which problems are keyed by.
+const MANIFEST: &str = "hooks.toml";
+
+/// `[hook.NAME.fetch]`: the egress allow-list of one hook (deny by default), compiled
+/// and enforced by [`HookEgress`](super::HookEgress). Zero limits are load problems.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchPolicy {
+    /// Origins (`scheme://host[:port]`, http or https, no path, query or credentials)
+    /// the hook may call; scheme, host and port must match exactly. A host name is
+    /// reached only through addresses that are not loopback, link-local or the like; an
+    /// IP literal is reached as written.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Time limit of one request, redirects included. Defaults to the hook's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Largest response body read. Defaults to 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    /// Most requests one hook call may make. Defaults to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+}
 
 /// `max_response_bytes` when the table leaves it out.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;

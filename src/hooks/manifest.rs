@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const MANIFEST: &str = "hooks.toml";
+/// `[hook.NAME.fetch]`, defined with the rest of the egress rules.
+pub use crate::egress::FetchPolicy;
 /// Auth0 allows at most 20 secrets per hook.
 pub const MAX_SECRETS: usize = 20;
 /// Auth0 allows at most 20 Actions bound to one trigger.
@@ -41,28 +43,6 @@ pub struct HookEntry {
     /// What `fetch` may reach from this hook; none means no network at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<FetchPolicy>,
-}
-
-/// `[hook.NAME.fetch]`: the egress allow-list of one hook (deny by default), compiled
-/// and enforced by `crate::egress::HookEgress`. Zero limits are load problems.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FetchPolicy {
-    /// Origins (`scheme://host[:port]`, http or https, no path, query or credentials)
-    /// the hook may call; scheme, host and port must match exactly. A host name is
-    /// reached only through addresses that are not loopback, link-local or the like; an
-    /// IP literal is reached as written.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    /// Time limit of one request, redirects included. Defaults to the hook's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    /// Largest response body read. Defaults to 1 MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_response_bytes: Option<u64>,
-    /// Most requests one hook call may make. Defaults to 10.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_requests: Option<u32>,
 }
 
 /// Where a secret's value is read from.

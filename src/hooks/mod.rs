@@ -14,6 +14,7 @@ pub use slot::HookSlot;
 pub mod worker;
 
 use crate::config::HooksConfig;
+use crate::egress::{Egress, FetchErrorKind, FetchRequest, FetchResult, HookEgress};
 use crate::error::{ErrorCode, OAuthError};
 use crate::metrics::{HookCounters, HookOutcome, Outcome};
 use crate::token::claims::{self, HookEffect};
@@ -193,7 +194,7 @@ pub struct HookPool {
     /// Whether any step is an Action (only Actions get an `api.cache` snapshot).
     any_action: bool,
     /// Each step's egress policy, for its fetch metrics.
-    policies: Vec<Arc<crate::egress::HookEgress>>,
+    policies: Vec<Arc<HookEgress>>,
 }
 
 impl HookPool {
@@ -222,25 +223,23 @@ impl HookPool {
         command: WorkerCommand,
         cache: Arc<cache::SharedCache>,
         stats: Arc<PoolStats>,
-        egress: Option<Arc<crate::egress::Egress>>,
+        egress: Option<Arc<Egress>>,
     ) -> Result<HookPool, String> {
         // Each step's `[hook.NAME.fetch]` policy; without an egress client every
         // request is refused (the worker still answers the hook).
         let mut policies = Vec::with_capacity(spec.steps.len());
         for s in &spec.steps {
-            let p = crate::egress::HookEgress::new(&s.name, s.fetch.as_ref(), s.timeout).map_err(
-                |problems| {
-                    problems
-                        .into_iter()
-                        .map(|(k, m)| format!("{k}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                },
-            )?;
+            let p = HookEgress::new(&s.name, s.fetch.as_ref(), s.timeout).map_err(|problems| {
+                problems
+                    .into_iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
             policies.push(Arc::new(p));
         }
         let fetcher = egress.map(|client| {
-            Arc::new(crate::egress::FlowEgress {
+            Arc::new(FlowEgress {
                 client,
                 steps: policies.clone(),
             }) as Arc<dyn pool::Fetcher>
@@ -442,6 +441,45 @@ impl HookPool {
                 "hook worker answered fewer steps than the flow has");
         }
         inv
+    }
+}
+
+/// The egress of one flow: the process's client and each step's policy, performing the
+/// requests the pool's workers send (`pool::Fetcher`).
+pub struct FlowEgress {
+    pub client: Arc<Egress>,
+    pub steps: Vec<Arc<HookEgress>>,
+}
+
+impl pool::Fetcher for FlowEgress {
+    fn fetch(
+        &self,
+        step: usize,
+        request: serde_json::Value,
+        deadline: Instant,
+        nth: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>> {
+        let client = self.client.clone();
+        let hook = self.steps.get(step).cloned();
+        Box::pin(async move {
+            let result = match (hook, serde_json::from_value::<FetchRequest>(request)) {
+                (Some(hook), Ok(req)) => {
+                    client
+                        .session_after(&hook, nth.saturating_sub(1))
+                        .fetch(req, deadline)
+                        .await
+                }
+                (None, _) => FetchResult::Error {
+                    reason: FetchErrorKind::Refused,
+                    message: "no such hook in this flow".into(),
+                },
+                (_, Err(e)) => FetchResult::Error {
+                    reason: FetchErrorKind::Error,
+                    message: format!("bad fetch request: {e}"),
+                },
+            };
+            serde_json::to_value(result).unwrap_or(serde_json::Value::Null)
+        })
     }
 }
 
