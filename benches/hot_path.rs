@@ -65,6 +65,44 @@ fn flow_pool(sources: &[&str], has_hook: bool) -> HookPool {
     HookPool::start(FlowSpec { steps, has_hook }, &cfg, command).unwrap()
 }
 
+/// An Action doing, for each of `parts`, what `hooks/action-metadata.js` does: ten claims
+/// from client metadata and the request, a cache read and write, a scope check.
+fn realistic_action(parts: &[&str]) -> String {
+    let body: String = parts
+        .iter()
+        .map(|p| {
+            format!(
+                r#"  {{
+    const ns = 'https://example.com/{p}/';
+    const m = event.client.metadata || {{}};
+    api.accessToken
+      .setCustomClaim(ns + 'client_name', event.client.name)
+      .accessToken.setCustomClaim(ns + 'tenant', event.tenant.id)
+      .accessToken.setCustomClaim(ns + 'region', m.region || 'unknown')
+      .accessToken.setCustomClaim(ns + 'plan', m.plan || 'free')
+      .accessToken.setCustomClaim(ns + 'team', m.team || 'none')
+      .accessToken.setCustomClaim(ns + 'api', event.resource_server.identifier)
+      .accessToken.setCustomClaim(ns + 'scopes_requested', event.transaction.requested_scopes.length)
+      .accessToken.setCustomClaim(ns + 'ip', event.request.ip || null)
+      .accessToken.setCustomClaim(ns + 'issued_by', 'tokenhook');
+    let tier = api.cache.get('{p}:' + event.client.client_id);
+    if (!tier) {{
+      const value = (m.plan === 'enterprise' ? 'gold' : 'standard');
+      api.cache.set('{p}:' + event.client.client_id, value, {{ ttl: 60000 }});
+      tier = {{ value }};
+    }}
+    api.accessToken.setCustomClaim(ns + 'tier', tier.value);
+    if (event.request.ip && !event.request.ip.startsWith('10.')) {{
+      api.transaction.removeTargetScope('write:data');
+    }}
+  }}
+"#
+            )
+        })
+        .collect();
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{body}}};\n")
+}
+
 /// An Action that sets `n` claims from the client's metadata, numbered from `from`: the
 /// flow benchmark splits nine of them over three Actions.
 fn claims_action(from: usize, n: usize) -> String {
@@ -136,6 +174,23 @@ fn bench_hooks(c: &mut Criterion) {
     // The flow's cost (issue: within 1.3x): three bound Actions setting three claims
     // each, against one Action setting all nine, side by side in one run.
     let mut g = c.benchmark_group("flow");
+    // One engine alone, without the pool: what one Action call costs in Boa, for the
+    // nine claims in one Action and three of them in one (a step of the flow).
+    let input = tokenhook::hooks::input_json(&call(), None);
+    for (name, n) in [
+        ("inline_action_nine_claims", 9),
+        ("inline_action_three_claims", 3),
+    ] {
+        let mut e = Engine::compile(&claims_action(0, n), "{}", Limits::default()).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                e.call(
+                    black_box(&input),
+                    std::time::Instant::now() + Duration::from_secs(5),
+                )
+            })
+        });
+    }
     let one = flow_pool(&[&claims_action(0, 9)], false);
     let (a, b2, c3) = (
         claims_action(0, 3),
@@ -143,9 +198,21 @@ fn bench_hooks(c: &mut Criterion) {
         claims_action(6, 3),
     );
     let three = flow_pool(&[&a, &b2, &c3], false);
+    // The same with realistic Actions (each doing what hooks/action-metadata.js does:
+    // ten claims, a cache read and write, a scope check): three of them, against one
+    // Action doing all three's work.
+    let real_one = flow_pool(&[&realistic_action(&["a", "b", "c"])], false);
+    let (ra, rb, rc) = (
+        realistic_action(&["a"]),
+        realistic_action(&["b"]),
+        realistic_action(&["c"]),
+    );
+    let real_three = flow_pool(&[&ra, &rb, &rc], false);
     for (name, p) in [
         ("one_action_nine_claims", &one),
         ("three_actions_three_claims_each", &three),
+        ("one_action_doing_three_realistic_actions_work", &real_one),
+        ("three_realistic_actions", &real_three),
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
@@ -156,6 +223,31 @@ fn bench_hooks(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The same pairs measured interleaved, one call of each in turn, so both see the
+    // same machine (these are shared and noisy): the medians and their ratio.
+    for (what, one, three) in [
+        ("nine claims", &one, &three),
+        ("three realistic Actions' work", &real_one, &real_three),
+    ] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..3000 {
+            let t = std::time::Instant::now();
+            black_box(rt.block_on(one.invoke(&c1)));
+            a.push(t.elapsed());
+            let t = std::time::Instant::now();
+            black_box(rt.block_on(three.invoke(&c1)));
+            b.push(t.elapsed());
+        }
+        a.sort();
+        b.sort();
+        let (ma, mb) = (a[a.len() / 2], b[b.len() / 2]);
+        println!(
+            "flow/interleaved ({what}): one Action {:.1} µs, three-Action flow {:.1} µs (medians of 3000 calls each); ratio {:.2}",
+            ma.as_secs_f64() * 1e6,
+            mb.as_secs_f64() * 1e6,
+            mb.as_secs_f64() / ma.as_secs_f64()
+        );
+    }
 }
 
 fn bench_crypto(c: &mut Criterion) {

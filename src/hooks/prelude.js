@@ -339,6 +339,115 @@ globalThis.exports = globalThis.module.exports;
     return n;
   }
 
+  // The Action API, made once (see `driver.action`): every function works on `cur`.
+  let cur = { state: { claims: create(null), cache_ops: [] }, target: [], store: create(null) };
+  const targetScopes = {
+    enumerable: true,
+    get: function () { return copyList(cur.target); },
+  };
+  function changed() {
+    cur.state.target_changed = true;
+    cur.state.target_scopes = copyList(cur.target);
+  }
+  function actionSettled() {
+    cur.state.done = true;
+  }
+  function actionFailed(e) {
+    const state = cur.state;
+    state.done = true;
+    state.rejected = describe(e);
+    state.error = describe(e);
+  }
+  const actionApi = {};
+  actionApi.accessToken = {
+    setCustomClaim: function (name, value) {
+      const state = cur.state;
+      name = String(name);
+      delete state.claims[name];
+      // Not mirrored into event.accessToken.customClaims, which shows what earlier
+      // steps set (D19): a claim whose value holds that object stays serializable.
+      if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
+        state.claims[name] = value;
+      }
+      return actionApi;
+    },
+  };
+  actionApi.access = {
+    deny: function (code, reason) {
+      const state = cur.state;
+      if (!state.deny) {
+        state.deny = { code: String(code), reason: reason === undefined || reason === null ? "" : String(reason) };
+      }
+      return actionApi;
+    },
+  };
+  actionApi.cache = {
+    get: function (key) {
+      const e = cur.store[String(key)];
+      if (!e || e.expires_at <= now()) return undefined;
+      return { value: e.value, expires_at: e.expires_at };
+    },
+    set: function (key, value, options) {
+      const store = cur.store;
+      key = String(key);
+      if (typeof value !== "string") return { type: "error", code: "INVALID_VALUE" };
+      if (byteLength(key) > 64) return { type: "error", code: "KEY_TOO_LARGE" };
+      if (byteLength(value) > 4096) return { type: "error", code: "VALUE_TOO_LARGE" };
+      const t = now();
+      let exp = t + 15 * 60 * 1000;
+      const o = options || {};
+      const candidates = [];
+      if (typeof o.ttl === "number" && o.ttl > 0) candidates.push(t + o.ttl);
+      if (typeof o.expires_at === "number" && o.expires_at > t) candidates.push(o.expires_at);
+      if (candidates.length) exp = Math.min.apply(null, candidates);
+      exp = Math.floor(Math.min(exp, t + 24 * 60 * 60 * 1000));
+      const keys = without(keysOf(store), function (k) { return store[k].expires_at <= t; });
+      if (!(key in store) && keys.length >= 20) return { type: "error", code: "TOO_MANY_ENTRIES" };
+      let total = byteLength(key) + byteLength(value);
+      for (const k of keys) if (k !== key) total += byteLength(k) + byteLength(store[k].value);
+      if (total > 8192) return { type: "error", code: "CACHE_FULL" };
+      store[key] = { value: value, expires_at: exp };
+      cur.state.cache_ops.push({ op: "set", key: key, value: value, expires_at: exp });
+      return { type: "success" };
+    },
+    delete: function (key) {
+      key = String(key);
+      delete cur.store[key];
+      cur.state.cache_ops.push({ op: "delete", key: key });
+      return { type: "success" };
+    },
+  };
+  actionApi.transaction = {
+    addTargetScope: function (s) {
+      checkScope(s);
+      if (cur.target.indexOf(s) < 0) cur.target.push(s);
+      changed();
+      return actionApi;
+    },
+    removeTargetScope: function (s) {
+      checkScope(s);
+      cur.target = without(cur.target, function (x) { return x === s; });
+      changed();
+      return actionApi;
+    },
+    setTargetScopes: function (list) {
+      if (!isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
+      const next = [];
+      for (const s of list) {
+        checkScope(s);
+        if (next.indexOf(s) < 0) next.push(s);
+      }
+      cur.target = next;
+      changed();
+      return actionApi;
+    },
+    clearTargetScopes: function () {
+      cur.target = [];
+      changed();
+      return actionApi;
+    },
+  };
+
   const driver = {
     hook: function () {
       const m = globalThis.module.exports;
@@ -439,19 +548,24 @@ globalThis.exports = globalThis.module.exports;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
     // `earlierClaims` and `earlierTarget` are what earlier steps of the flow set (D19).
+    // The `api` object and its functions are made once per engine (below): they work on
+    // `cur`, this call's state, since building a dozen closures per call was most of an
+    // Action's fixed cost (and a flow pays it per step).
     action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt, earlierClaims, earlierTarget) {
       // As for `legacy`.
       const state = { done: false, claims: create(null), cache_ops: [] };
       // The input arrays are fresh for each call and this function's own: one is
       // handed to the hook as is.
       const granted = isArray(scope) ? scope : [];
-      let target = isArray(earlierTarget) ? earlierTarget : copyList(granted);
       const client = inClient || {};
       const customClaims =
         earlierClaims !== null && typeof earlierClaims === "object" ? earlierClaims : {};
+      const transaction = { requested_scopes: isArray(requestedScope) ? requestedScope : [] };
+      defineProperty(transaction, "target_scopes", targetScopes);
       const event = {
         accessToken: { scope: granted, customClaims: customClaims },
-        client: { client_id: client.id, name: client.name, metadata: assign({}, client.metadata || {}) },
+        // The input objects are fresh for each call (built from its JSON): no copies.
+        client: { client_id: client.id, name: client.name, metadata: client.metadata || {} },
         request: {
           body: body || {},
           ip: ip,
@@ -463,129 +577,26 @@ globalThis.exports = globalThis.module.exports;
         },
         resource_server: { identifier: audience },
         tenant: { id: client.tenant },
-        transaction: {
-          requested_scopes: isArray(requestedScope) ? requestedScope : [],
-        },
+        transaction: transaction,
         secrets: noSecrets ? {} : assign({}, secrets),
       };
-      defineProperty(event.transaction, "target_scopes", {
-        enumerable: true,
-        get: function () { return copyList(target); },
-      });
-
-      function changed() {
-        state.target_changed = true;
-        state.target_scopes = copyList(target);
-      }
-
       // api.cache: a snapshot of the shared store; writes are sent back to it.
       const started = Number(startedAt) || now();
       // No prototype: keys like "constructor" or "__proto__" are plain entries.
       const store = create(null);
-      const seed = cache || {};
-      for (const k of keysOf(seed)) {
-        if (seed[k] && seed[k].expires_at > started) store[k] = { value: String(seed[k].value), expires_at: seed[k].expires_at };
+      if (cache) {
+        for (const k of keysOf(cache)) {
+          if (cache[k] && cache[k].expires_at > started) store[k] = { value: String(cache[k].value), expires_at: cache[k].expires_at };
+        }
       }
-      const cacheApi = {
-        get: function (key) {
-          const e = store[String(key)];
-          if (!e || e.expires_at <= now()) return undefined;
-          return { value: e.value, expires_at: e.expires_at };
-        },
-        set: function (key, value, options) {
-          key = String(key);
-          if (typeof value !== "string") return { type: "error", code: "INVALID_VALUE" };
-          if (byteLength(key) > 64) return { type: "error", code: "KEY_TOO_LARGE" };
-          if (byteLength(value) > 4096) return { type: "error", code: "VALUE_TOO_LARGE" };
-          const t = now();
-          let exp = t + 15 * 60 * 1000;
-          const o = options || {};
-          const candidates = [];
-          if (typeof o.ttl === "number" && o.ttl > 0) candidates.push(t + o.ttl);
-          if (typeof o.expires_at === "number" && o.expires_at > t) candidates.push(o.expires_at);
-          if (candidates.length) exp = Math.min.apply(null, candidates);
-          exp = Math.floor(Math.min(exp, t + 24 * 60 * 60 * 1000));
-          const keys = without(keysOf(store), function (k) { return store[k].expires_at <= t; });
-          if (!(key in store) && keys.length >= 20) return { type: "error", code: "TOO_MANY_ENTRIES" };
-          let total = byteLength(key) + byteLength(value);
-          for (const k of keys) if (k !== key) total += byteLength(k) + byteLength(store[k].value);
-          if (total > 8192) return { type: "error", code: "CACHE_FULL" };
-          store[key] = { value: value, expires_at: exp };
-          state.cache_ops.push({ op: "set", key: key, value: value, expires_at: exp });
-          return { type: "success" };
-        },
-        delete: function (key) {
-          key = String(key);
-          delete store[key];
-          state.cache_ops.push({ op: "delete", key: key });
-          return { type: "success" };
-        },
-      };
-
-      const api = {};
-      api.accessToken = {
-        setCustomClaim: function (name, value) {
-          name = String(name);
-          delete state.claims[name];
-          // Not mirrored into event.accessToken.customClaims, which shows what earlier
-          // steps set (D19): a claim whose value holds that object stays serializable.
-          if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
-            state.claims[name] = value;
-          }
-          return api;
-        },
-      };
-      api.access = {
-        deny: function (code, reason) {
-          if (!state.deny) {
-            state.deny = { code: String(code), reason: reason === undefined || reason === null ? "" : String(reason) };
-          }
-          return api;
-        },
-      };
-      api.cache = cacheApi;
-      api.transaction = {
-        addTargetScope: function (s) {
-          checkScope(s);
-          if (target.indexOf(s) < 0) target.push(s);
-          changed();
-          return api;
-        },
-        removeTargetScope: function (s) {
-          checkScope(s);
-          target = without(target, function (x) { return x === s; });
-          changed();
-          return api;
-        },
-        setTargetScopes: function (list) {
-          if (!isArray(list)) throw new TypeError("setTargetScopes needs an array of scopes");
-          const next = [];
-          for (const s of list) {
-            checkScope(s);
-            if (next.indexOf(s) < 0) next.push(s);
-          }
-          target = next;
-          changed();
-          return api;
-        },
-        clearTargetScopes: function () {
-          target = [];
-          changed();
-          return api;
-        },
-      };
-
+      cur = { state: state, target: isArray(earlierTarget) ? earlierTarget : copyList(granted), store: store };
+      const api = actionApi;
       try {
         const ret = fn(event, api);
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
-          ret.then(
-            function () { state.done = true; },
-            function (e) {
-              state.done = true;
-              state.rejected = describe(e);
-              state.error = describe(e);
-            }
-          );
+          // Settles within this call (its jobs run before it ends, and nothing it
+          // waits on outlives it), so the shared handlers find its state in `cur`.
+          ret.then(actionSettled, actionFailed);
         } else {
           state.done = true;
         }
