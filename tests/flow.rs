@@ -424,7 +424,7 @@ fn a_reload_swaps_the_whole_flow_or_nothing() {
         let iss = sidecar.url("");
         std::thread::spawn(move || {
             let mut seen = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && seen.len() < 400 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && seen.len() < 5000 {
                 let (status, body, _) = token_request(&url, BASIC.id, BASIC.secret, true);
                 assert_eq!(status, 200, "{body}");
                 let (_, c) = verify_with(&jwks, body["access_token"].as_str().unwrap(), &iss);
@@ -433,9 +433,19 @@ fn a_reload_swaps_the_whole_flow_or_nothing() {
             seen
         })
     };
+    // Waits (bounded) until the sidecar counted `n` reloads with this result.
+    let reloads = |result: &str, n: u64| {
+        let line = format!("tokenhook_hook_reloads_total{{result=\"{result}\"}} {n}");
+        let t0 = Instant::now();
+        while !sidecar.metrics().lines().any(|l| l == line) {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no {line}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     std::thread::sleep(Duration::from_millis(300));
     write_manifest("flow = [\"a-v2\", \"b-v2\"]\n");
-    std::thread::sleep(Duration::from_millis(600));
+    reloads("ok", 1);
+    std::thread::sleep(Duration::from_millis(300));
     // One Action of the next version does not compile: refused whole.
     std::fs::write(
         hooks.join("b-v3.js"),
@@ -443,7 +453,8 @@ fn a_reload_swaps_the_whole_flow_or_nothing() {
     )
     .unwrap();
     write_manifest("flow = [\"a-v1\", \"b-v3\"]\n");
-    std::thread::sleep(Duration::from_millis(600));
+    reloads("error", 1);
+    std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = worker.join().unwrap();
     let v1 = (json!("1"), json!("1"));
