@@ -65,42 +65,26 @@ fn flow_pool(sources: &[&str], has_hook: bool) -> HookPool {
     HookPool::start(FlowSpec { steps, has_hook }, &cfg, command).unwrap()
 }
 
-/// An Action doing, for each of `parts`, what `hooks/action-metadata.js` does: ten claims
-/// from client metadata and the request, a cache read and write, a scope check.
+/// An Action doing, for each of `parts`, what `hooks/action-metadata.js` does (its own
+/// body, under a namespace and cache key of that part): ten claims from client metadata
+/// and the request, a cache read and write, a scope check.
 fn realistic_action(parts: &[&str]) -> String {
-    let body: String = parts
+    let start = HEAVY.find("=> {").expect("an arrow function") + "=> {".len();
+    let end = HEAVY.rfind("};").expect("its end");
+    let body = &HEAVY[start..end];
+    let blocks: String = parts
         .iter()
         .map(|p| {
-            format!(
-                r#"  {{
-    const ns = 'https://example.com/{p}/';
-    const m = event.client.metadata || {{}};
-    api.accessToken
-      .setCustomClaim(ns + 'client_name', event.client.name)
-      .accessToken.setCustomClaim(ns + 'tenant', event.tenant.id)
-      .accessToken.setCustomClaim(ns + 'region', m.region || 'unknown')
-      .accessToken.setCustomClaim(ns + 'plan', m.plan || 'free')
-      .accessToken.setCustomClaim(ns + 'team', m.team || 'none')
-      .accessToken.setCustomClaim(ns + 'api', event.resource_server.identifier)
-      .accessToken.setCustomClaim(ns + 'scopes_requested', event.transaction.requested_scopes.length)
-      .accessToken.setCustomClaim(ns + 'ip', event.request.ip || null)
-      .accessToken.setCustomClaim(ns + 'issued_by', 'tokenhook');
-    let tier = api.cache.get('{p}:' + event.client.client_id);
-    if (!tier) {{
-      const value = (m.plan === 'enterprise' ? 'gold' : 'standard');
-      api.cache.set('{p}:' + event.client.client_id, value, {{ ttl: 60000 }});
-      tier = {{ value }};
-    }}
-    api.accessToken.setCustomClaim(ns + 'tier', tier.value);
-    if (event.request.ip && !event.request.ip.startsWith('10.')) {{
-      api.transaction.removeTargetScope('write:data');
-    }}
-  }}
-"#
-            )
+            let part = body
+                .replace(
+                    "'https://example.com/'",
+                    &format!("'https://example.com/{p}/'"),
+                )
+                .replace("'tier:'", &format!("'{p}:'"));
+            format!("  {{{part}}}\n")
         })
         .collect();
-    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{body}}};\n")
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{blocks}}};\n")
 }
 
 /// An Action that sets `n` claims from the client's metadata, numbered from `from`: the

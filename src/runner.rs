@@ -291,6 +291,18 @@ fn read_event(event: &Path, timeout_ms: Option<u64>) -> Result<Event, String> {
     Ok(event)
 }
 
+/// The hooks settings a run uses: one worker, and `--timeout-ms` if given, which then
+/// holds even past the flow's own limit.
+fn runner_config(cfg: &HooksConfig, timeout_ms: Option<u64>) -> HooksConfig {
+    let mut cfg = cfg.clone();
+    cfg.workers = 1;
+    if let Some(ms) = timeout_ms {
+        cfg.timeout = Duration::from_millis(ms);
+        cfg.flow_timeout = cfg.flow_timeout.max(cfg.timeout);
+    }
+    cfg
+}
+
 fn usage(msg: String) -> ExitCode {
     eprintln!("{msg}");
     ExitCode::from(2)
@@ -313,13 +325,7 @@ pub fn run_cli(
         Ok(e) => e,
         Err(m) => return usage(m),
     };
-    let mut cfg = cfg.clone();
-    cfg.workers = 1;
-    if let Some(ms) = timeout_ms {
-        cfg.timeout = Duration::from_millis(ms);
-        // The limit asked for is the one that holds, even past the flow's own.
-        cfg.flow_timeout = cfg.flow_timeout.max(cfg.timeout);
-    }
+    let cfg = runner_config(cfg, timeout_ms);
     let command = match WorkerCommand::current_exe() {
         Ok(c) => c,
         Err(e) => return usage(format!("cannot locate the tokenhook binary: {e}")),
@@ -355,13 +361,7 @@ pub fn run_dir_cli(
         Ok(e) => e,
         Err(m) => return usage(m),
     };
-    let mut cfg = cfg.clone();
-    cfg.workers = 1;
-    if let Some(ms) = timeout_ms {
-        cfg.timeout = Duration::from_millis(ms);
-        // The limit asked for is the one that holds, even past the flow's own.
-        cfg.flow_timeout = cfg.flow_timeout.max(cfg.timeout);
-    }
+    let cfg = runner_config(cfg, timeout_ms);
     let given = event.secrets.clone();
     let env = |var: &str| std::env::var(var).ok();
     let flow = match manifest::load_flow(&cfg.dir, cfg.timeout, &env) {
