@@ -155,19 +155,6 @@ impl FlowSpec {
     }
 }
 
-/// Loads the enabled hook (None when none is enabled). Secrets come from `env`.
-pub fn load_enabled(
-    dir: &Path,
-    default_timeout: Duration,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<HookSpec>, Vec<Problem>> {
-    let manifest = Manifest::read(dir).map_err(|p| vec![p])?;
-    let Some(name) = manifest.enabled.clone() else {
-        return Ok(None);
-    };
-    load_named(&manifest, dir, name, default_timeout, env).map(Some)
-}
-
 /// Loads the enabled Hook and the bound Actions (None when neither is set), every
 /// problem of every step at once.
 pub fn load_flow(
@@ -377,6 +364,15 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         (name == "SET").then(|| "from-env".to_owned())
+    }
+
+    /// The enabled hook, as the flow loads it (its first step).
+    fn load_enabled(
+        dir: &Path,
+        default_timeout: Duration,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<HookSpec>, Vec<Problem>> {
+        load_flow(dir, default_timeout, env).map(|f| f.and_then(|f| f.steps.into_iter().next()))
     }
 
     #[test]

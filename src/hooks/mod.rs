@@ -293,14 +293,6 @@ impl HookPool {
         self.steps.get(i).map_or(Form::Legacy, |s| s.form)
     }
 
-    pub fn len(&self) -> usize {
-        self.steps.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
-
     /// Resolves the per-outcome counters of each step once, so requests only increment.
     pub fn attach_counters(&self, vec: &prometheus::IntCounterVec) {
         for s in &self.steps {

@@ -256,12 +256,8 @@ impl Sidecar {
     /// ports are set through `TOKENHOOK_SERVER_*`, so the file is served as written;
     /// `env` is added (hook secrets, say).
     pub fn serve_config(dir: tempfile::TempDir, config: &Path, env: &[(&str, &str)]) -> Sidecar {
-        let stderr_path = dir.path().join("stderr.log");
-        let mut dir = Some(dir);
-        // As in `launch`: a port taken meanwhile makes `serve` exit 69; try others.
-        for _ in 0..5 {
-            let (port, admin) = (free_port(), free_port());
-            let child = Command::new(BIN)
+        Self::on_free_ports(dir, "/readyz", |port, admin, stderr| {
+            Command::new(BIN)
                 .args(["serve", "--config"])
                 .arg(config)
                 .env("RUST_LOG", "info")
@@ -279,20 +275,36 @@ impl Sidecar {
                 .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr_path).unwrap())
+                .stderr(stderr)
                 .spawn()
-                .unwrap();
+                .unwrap()
+        })
+    }
+
+    /// Starts `spawn(port, admin, stderr)` on two ports picked free and waits until
+    /// `probe` answers. A port picked free can be taken by another test before the
+    /// sidecar binds it; `serve` then exits 69 naming the key, and it is started again
+    /// on other ports.
+    fn on_free_ports(
+        mut dir: tempfile::TempDir,
+        probe: &str,
+        spawn: impl Fn(u16, u16, std::fs::File) -> Child,
+    ) -> Sidecar {
+        let stderr_path = dir.path().join("stderr.log");
+        for _ in 0..5 {
+            let (port, admin) = (free_port(), free_port());
+            let child = spawn(port, admin, std::fs::File::create(&stderr_path).unwrap());
             let mut s = Sidecar {
                 child,
-                dir: dir.take().unwrap(),
+                dir,
                 port,
                 admin,
                 stderr_path: stderr_path.clone(),
             };
-            match s.wait_for("/readyz") {
+            match s.wait_for(probe) {
                 Ok(()) => return s,
                 Err(69) => {
-                    dir = Some(std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap()));
+                    dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
                     continue;
                 }
                 Err(code) => panic!("sidecar exited with {code}; stderr:\n{}", s.logs()),
@@ -303,7 +315,7 @@ impl Sidecar {
 
     /// Starts the sidecar and waits until `probe` on the admin port answers 200.
     fn launch(opts: SidecarOpts, probe: &str) -> Sidecar {
-        let mut dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let hooks = dir.path().join("hooks");
         std::fs::create_dir(&hooks).unwrap();
         if let Some(prepare) = opts.prepare {
@@ -331,40 +343,19 @@ impl Sidecar {
             }
         };
         let cfg = dir.path().join("tokenhook.toml");
-        let stderr_path = dir.path().join("stderr.log");
-        // A port picked free can be taken by another test before the sidecar binds it;
-        // `serve` then exits 69 naming the key, and the sidecar is started again on
-        // other ports.
-        for _ in 0..5 {
-            let (port, admin) = (free_port(), free_port());
+        Self::on_free_ports(dir, probe, |port, admin, stderr| {
             std::fs::write(&cfg, opts.config_text(port, admin, &keys_toml)).unwrap();
-            let child = Command::new(BIN)
+            Command::new(BIN)
                 .args(["serve", "--config"])
                 .arg(&cfg)
                 .env("RUST_LOG", opts.log_level.as_deref().unwrap_or("info"))
                 .envs(opts.env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&stderr_path).unwrap())
+                .stderr(stderr)
                 .spawn()
-                .unwrap();
-            let mut s = Sidecar {
-                child,
-                dir,
-                port,
-                admin,
-                stderr_path: stderr_path.clone(),
-            };
-            match s.wait_for(probe) {
-                Ok(()) => return s,
-                Err(69) => {
-                    dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
-                    continue;
-                }
-                Err(code) => panic!("sidecar exited with {code}; stderr:\n{}", s.logs()),
-            }
-        }
-        panic!("no free ports for the sidecar after 5 tries");
+                .unwrap()
+        })
     }
 
     /// Waits for `probe` to answer 200; `Err(code)` if the process exited first.
