@@ -16,44 +16,11 @@ use tokenhook::hooks::engine::{Engine, Limits};
 mod common;
 use common::call;
 
-fn ticks_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let f: Vec<u64> = s
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            Some(f.iter().sum())
-        })
-        .unwrap_or(0)
-}
-
 /// CPU ticks of this process and its live children (the hook workers).
 fn ticks() -> u64 {
-    let me = std::process::id();
-    let mut total = ticks_of(me);
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse()
-                    .ok()
-            });
-        if ppid == Some(me) {
-            total += ticks_of(pid);
-        }
+    let mut total = common::ticks_of(std::process::id());
+    for pid in common::children() {
+        total += common::ticks_of(pid);
     }
     total
 }

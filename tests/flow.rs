@@ -195,8 +195,9 @@ fn a_denial_or_throw_at_each_position_ends_the_flow_there() {
 // Claims and target scopes accumulate; a later Action sees the Hook's and earlier
 // Actions' claims and the live target scopes; a later claim of a name wins; target
 // scopes are bounded by the scopes the Hook left (which may exceed the IdP's grant).
-// Breaks if customClaims hid earlier steps, target_scopes were reset per Action, or the
-// Hook's added scope were dropped by the Actions' intersection.
+// Breaks if customClaims hid earlier steps, showed a claim the rules drop (`sub`) or a
+// value not as the token carries it (a Date), target_scopes were reset per Action, or
+// the Hook's added scope were dropped by the Actions' intersection.
 #[test]
 fn claims_and_target_scopes_accumulate_across_the_flow() {
     let first = r#"exports.onExecuteCredentialsExchange = async (event, api) => {
@@ -204,6 +205,8 @@ fn claims_and_target_scopes_accumulate_across_the_flow() {
   api.transaction.addTargetScope('not-granted');
   api.accessToken.setCustomClaim('https://x/a1', 1);
   api.accessToken.setCustomClaim('https://x/who', 'a1');
+  api.accessToken.setCustomClaim('sub', 'evil');
+  api.accessToken.setCustomClaim('plain', new Date(0));
   api.cache.set('seen', 'a1');
 };"#;
     let second = r#"exports.onExecuteCredentialsExchange = async (event, api) => {
@@ -225,7 +228,9 @@ fn claims_and_target_scopes_accumulate_across_the_flow() {
     let saw = &out["claims"]["https://x/saw"];
     assert_eq!(
         saw["claims"],
-        json!({"https://x/h": "h", "https://x/who": "a1", "https://x/a1": 1})
+        json!({"https://x/h": "h", "https://x/who": "a1", "https://x/a1": 1,
+               "plain": "1970-01-01T00:00:00.000Z"}),
+        "a restricted claim the token will not carry is not shown; a value shows as JSON"
     );
     assert_eq!(saw["target"], json!(["write", "admin", "not-granted"]));
     assert_eq!(saw["granted"], json!(["read", "write", "admin"]));
@@ -315,6 +320,60 @@ fn each_step_keeps_its_own_secrets_and_time_limit() {
 // execution order; `clear` unbinds. Breaks if a legacy Hook, a hook that does not
 // compile, an unknown name, the enabled Hook or a name twice could be bound, or if a
 // refused `set` changed the manifest.
+// The Actions of a flow share one engine (D21), each source a module of its own, each
+// event built fresh. Breaks if the sources ran as scripts of one context (the second
+// `const helper` would not compile, or one step would call the other's), if an event
+// object were shared (the second step would see the first one's writes to its client
+// metadata, request body, scopes or custom claims), or if a step could read another's
+// secrets; and if the legacy Hook before them were not a module either (`this` at its
+// top level is its `module.exports` there, as in Node).
+#[test]
+fn steps_share_an_engine_but_not_their_names_events_or_secrets() {
+    let first = "const helper = () => 'first';\n\
+                 exports.onExecuteCredentialsExchange = async (event, api) => {\n\
+                   event.client.metadata.region = 'changed';\n\
+                   event.request.body.grant_type = 'changed';\n\
+                   event.accessToken.scope.push('changed');\n\
+                   event.accessToken.customClaims['https://x/hook'] = 'changed';\n\
+                   event.transaction.requested_scopes.push('changed');\n\
+                   api.accessToken.setCustomClaim('https://x/first', helper() + ':' + Object.keys(event.secrets).join(','));\n\
+                 };";
+    let second = "const helper = () => 'second';\n\
+                  exports.onExecuteCredentialsExchange = async (event, api) => {\n\
+                    api.accessToken.setCustomClaim('https://x/second', [helper(), event.client.metadata.region,\n\
+                      event.request.body.grant_type, event.accessToken.scope.join(' '),\n\
+                      event.transaction.requested_scopes.length, event.accessToken.customClaims['https://x/hook'],\n\
+                      Object.keys(event.secrets).join(','), typeof module, module.exports === exports].join('|'));\n\
+                  };";
+    let hook = "const self = this, first = exports;\n\
+                module.exports = function (client, scope, audience, context, cb) {\n\
+                  cb(null, { 'https://x/hook': 'from-hook', 'https://x/this': self === first, scope: scope });\n\
+                };";
+    let d = folder(
+        &[
+            ("hook.js", hook),
+            ("first.js", first),
+            ("second.js", second),
+            ("k1", "one\n"),
+            ("k2", "two\n"),
+        ],
+        "enabled = \"hook\"\nflow = [\"first\", \"second\"]\n[hook.first.secrets]\nA = { file = \"k1\" }\n[hook.second.secrets]\nB = { file = \"k2\" }\n",
+    );
+    let (_, out, err) = run_dir(
+        d.path(),
+        &event("c", &["read"], json!({"region": "eu"})),
+        &[],
+    );
+    assert_eq!(names(&out), ["hook", "first", "second"], "{out} {err}");
+    assert_eq!(out["claims"]["https://x/this"], true, "{out}");
+    assert_eq!(out["claims"]["https://x/first"], "first:A", "{out}");
+    assert_eq!(
+        out["claims"]["https://x/second"],
+        "second|eu|client_credentials|read|0|from-hook|B|object|true",
+        "{out}"
+    );
+}
+
 #[test]
 fn the_flow_cli_binds_actions_in_order() {
     let d = folder(

@@ -1,5 +1,6 @@
 //! The token request both benchmark programs run hooks for (`benches/hot_path.rs` and
-//! `examples/pool_load.rs`), so their numbers describe the same call.
+//! `examples/pool_load.rs`), so their numbers describe the same call, and the CPU time
+//! both read from `/proc` for this process and its hook workers.
 
 use tokenhook::hooks::{HookCall, HookClient};
 
@@ -30,4 +31,51 @@ pub fn call() -> HookCall {
         method: "POST".into(),
         ..Default::default()
     }
+}
+
+/// User and system CPU of a process, in clock ticks (USER_HZ: 100 per second on Linux).
+#[allow(dead_code)]
+pub fn ticks_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name (which may hold spaces), from the state:
+            // utime and stime are the 14th and 15th of the line.
+            let f: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(f.iter().sum())
+        })
+        .unwrap_or(0)
+}
+
+/// This process's live child processes (the hook workers).
+#[allow(dead_code)]
+pub fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            });
+        if ppid == Some(me) {
+            out.push(pid);
+        }
+    }
+    out
 }

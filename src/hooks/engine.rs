@@ -7,8 +7,10 @@
 //! dropped, `NaN` → null, `Date` → ISO string) and keeps integers integral, avoiding the
 //! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
 
-use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::object::builtins::JsArray;
+use boa_engine::object::builtins::JsFunction;
+use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
+use boa_engine::property::Attribute;
 use boa_engine::{Context, JsObject, JsString, JsValue, NativeFunction, Source, js_string};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -43,6 +45,24 @@ thread_local! {
 fn note_fetch(_: &JsValue, _: &[JsValue], _: &mut Context) -> boa_engine::JsResult<JsValue> {
     FETCHED.with(|f| f.set(true));
     Ok(JsValue::undefined())
+}
+
+/// Whether the token will carry a claim an Action sets (the claim rules decide, D19):
+/// the driver shows later steps only those.
+fn claim_carried(_: &JsValue, args: &[JsValue], _: &mut Context) -> boa_engine::JsResult<JsValue> {
+    use crate::token::claims::{ClaimPolicy, EffectForm, rejection};
+    let name = args
+        .first()
+        .and_then(JsValue::as_string)
+        .map(|s| s.to_std_string_escaped())
+        .unwrap_or_default();
+    // The policy only matters for the legacy form's unnamespaced names.
+    let policy = ClaimPolicy {
+        allow_unnamespaced: false,
+    };
+    Ok(JsValue::from(
+        rejection(&name, policy, EffectForm::Action).is_none(),
+    ))
 }
 
 /// The Node modules `require` gives (with or without `node:`), as `builtins.js`'s
@@ -87,6 +107,10 @@ pub enum CompileError {
         "hook does not export a function: use `module.exports = function (client, scope, audience, context, cb)` or `exports.onExecuteCredentialsExchange = async (event, api) => …`"
     )]
     NoExport,
+    #[error(
+        "a bound Action must export `onExecuteCredentialsExchange`; only the enabled Hook may use the legacy form"
+    )]
+    NotAnAction,
     #[error("internal error preparing the hook engine: {0}")]
     Internal(String),
 }
@@ -163,10 +187,21 @@ pub enum RawOutcome {
 /// them under the hook's egress policy. Without one (an engine run in place), every
 /// request is refused.
 pub trait Host {
-    /// Hands over a batch of requests (the driver's outbox JSON). False if it cannot.
-    fn send(&mut self, requests: &str) -> bool;
+    /// Hands over a batch of requests (the driver's outbox JSON) made by the engine's
+    /// step `step` (0 for its first). False if it cannot.
+    fn send(&mut self, step: usize, requests: &str) -> bool;
     /// Waits up to `max` for one answer (`{"id": …, "result": …}`).
     fn wait(&mut self, max: Duration) -> Option<String>;
+}
+
+/// The driver's functions behind the accessors of an Action's event.
+#[derive(Clone)]
+struct Accessors {
+    /// `event.transaction.target_scopes`.
+    target_scopes: JsFunction,
+    /// `event.accessToken.customClaims` of a step after the first.
+    claims_get: JsFunction,
+    claims_set: JsFunction,
 }
 
 /// The request ids of a driver outbox batch.
@@ -178,7 +213,14 @@ struct Outgoing {
 pub struct Engine {
     ctx: Context,
     form: Form,
+    /// The legacy hook's function, or the array of the Actions' functions in order.
     hook_fn: JsValue,
+    /// The step running now (Actions: its index).
+    current: usize,
+    /// Each Action's secrets, for the events Rust builds (`event`).
+    secrets: Vec<serde_json::Value>,
+    /// `driver.step` and the accessors Rust puts on each event (Actions only).
+    step: Option<(JsObject, Accessors)>,
     driver: JsValue,
     // The driver's functions, looked up once.
     entry: JsObject,
@@ -204,6 +246,17 @@ impl Engine {
         secrets_json: &str,
         limits: Limits,
     ) -> Result<Engine, CompileError> {
+        Engine::compile_steps(&[(source, secrets_json)], limits).map_err(|(_, e)| e)
+    }
+
+    /// One context for several steps of a flow, each `(source, secrets JSON)` evaluated
+    /// once as its own CommonJS module: one legacy hook, or Actions only, which then run
+    /// in one call (D21). A failure names the step (its index) that caused it.
+    pub fn compile_steps(
+        steps: &[(&str, &str)],
+        limits: Limits,
+    ) -> Result<Engine, (usize, CompileError)> {
+        let internal = |e: String| (0, CompileError::Internal(e));
         let mut ctx = Context::default();
         ctx.runtime_limits_mut()
             .set_loop_iteration_limit(limits.loop_iterations);
@@ -212,22 +265,28 @@ impl Engine {
         // The prelude's completion value is the driver; it is never a global.
         let driver = ctx
             .eval(Source::from_bytes(PRELUDE))
-            .map_err(|e| CompileError::Internal(describe(e)))?
+            .map_err(|e| internal(describe(e)))?
             .as_object()
-            .ok_or_else(|| CompileError::Internal("the prelude returned no driver".into()))?;
-        call_method(
-            &mut ctx,
-            &driver,
-            "setSecrets",
-            &[JsValue::from(JsString::from(secrets_json))],
-        )
-        .map_err(CompileError::Internal)?;
+            .ok_or_else(|| internal("the prelude returned no driver".into()))?;
+        for (_, secrets_json) in steps {
+            call_method(
+                &mut ctx,
+                &driver,
+                "setSecrets",
+                &[JsValue::from(JsString::from(*secrets_json))],
+            )
+            .map_err(internal)?;
+        }
         let notify =
             FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(note_fetch))
                 .name(js_string!("noteFetch"))
                 .build();
-        call_method(&mut ctx, &driver, "setNotify", &[notify.into()])
-            .map_err(CompileError::Internal)?;
+        call_method(&mut ctx, &driver, "setNotify", &[notify.into()]).map_err(internal)?;
+        let rule =
+            FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(claim_carried))
+                .name(js_string!("claimCarried"))
+                .build();
+        call_method(&mut ctx, &driver, "setClaimRule", &[rule.into()]).map_err(internal)?;
         // The built-ins load once per context, never per call. Compiling them is most of
         // a worker's start, which a replacement worker's first calls wait for, so they
         // load now only for a hook whose source names one, and otherwise on first use
@@ -240,60 +299,78 @@ impl Engine {
             BUILTIN_GLOBALS.map(|n| JsValue::from(JsString::from(n))),
             &mut ctx,
         );
-        let eager = BUILTIN_GLOBALS.iter().any(|n| source.contains(n));
+        let eager = BUILTIN_GLOBALS
+            .iter()
+            .any(|n| steps.iter().any(|(source, _)| source.contains(n)));
         call_method(
             &mut ctx,
             &driver,
             "builtins",
             &[load.into(), names.into(), JsValue::from(eager)],
         )
-        .map_err(CompileError::Internal)?;
-        ctx.eval(Source::from_bytes(source))
-            .map_err(|e| CompileError::Syntax(describe(e)))?;
-        let _ = ctx.run_jobs();
-        let found = call_method(&mut ctx, &driver, "hook", &[]).map_err(CompileError::Internal)?;
-        let Some(found) = found.as_object() else {
-            return Err(CompileError::NoExport);
+        .map_err(internal)?;
+        let mut found = Vec::with_capacity(steps.len());
+        for (i, (source, _)) in steps.iter().enumerate() {
+            let (form, f) = load_module(&mut ctx, &driver, source).map_err(|e| (i, e))?;
+            if steps.len() > 1 && form == Form::Legacy {
+                return Err((i, CompileError::NotAnAction));
+            }
+            found.push((form, f));
+        }
+        let form = found.first().map_or(Form::Action, |(f, _)| *f);
+        let hook_fn = match form {
+            Form::Legacy => found[0].1.clone(),
+            Form::Action => JsArray::from_iter(found.into_iter().map(|(_, f)| f), &mut ctx).into(),
         };
-        let form = found
-            .get(js_string!("form"), &mut ctx)
-            .ok()
-            .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()));
-        let hook_fn = found
-            .get(js_string!("fn"), &mut ctx)
-            .map_err(|e| CompileError::Internal(describe(e)))?;
-        let form = match form.as_deref() {
-            Some("legacy") => Form::Legacy,
-            Some("action") => Form::Action,
-            _ => return Err(CompileError::NoExport),
-        };
-        let method = |ctx: &mut Context, name: &str| -> Result<JsObject, CompileError> {
+        let method = |ctx: &mut Context, name: &str| -> Result<JsObject, (usize, CompileError)> {
             driver
                 .get(JsString::from(name), ctx)
                 .ok()
                 .and_then(|v| v.as_object())
                 .filter(JsObject::is_callable)
-                .ok_or_else(|| CompileError::Internal(format!("driver has no {name}")))
+                .ok_or_else(|| internal(format!("driver has no {name}")))
         };
-        let entry = method(
-            &mut ctx,
-            match form {
-                Form::Legacy => "legacy",
-                Form::Action => "action",
-            },
-        )?;
-        let poll = method(&mut ctx, "poll")?;
+        let step = match form {
+            Form::Legacy => None,
+            Form::Action => {
+                let mut function = |name: &str| {
+                    method(&mut ctx, name).and_then(|f| {
+                        JsFunction::from_object(f)
+                            .ok_or_else(|| internal(format!("driver's {name} is not a function")))
+                    })
+                };
+                let accessors = Accessors {
+                    target_scopes: function("targetScopes")?,
+                    claims_get: function("claimsGet")?,
+                    claims_set: function("claimsSet")?,
+                };
+                Some((method(&mut ctx, "step")?, accessors))
+            }
+        };
+        let secrets = steps
+            .iter()
+            .map(|(_, json)| serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+            .collect();
+        let (entry, poll, fire) = match form {
+            Form::Legacy => ("legacy", "poll", "fireTimers"),
+            Form::Action => ("actions", "flowPoll", "flowFire"),
+        };
+        let entry = method(&mut ctx, entry)?;
+        let poll = method(&mut ctx, poll)?;
+        let fire = method(&mut ctx, fire)?;
         let finish = method(&mut ctx, "finish")?;
-        let fire = method(&mut ctx, "fireTimers")?;
         let reset = method(&mut ctx, "reset")?;
         let outbox = method(&mut ctx, "outbox")?;
         let fetch_done = method(&mut ctx, "fetchDone")?;
-        // Whatever the hook's top level queued or printed belongs to no request.
+        // Whatever the hooks' top level queued or printed belongs to no request.
         let _ = reset.call(&JsValue::from(driver.clone()), &[], &mut ctx);
         Ok(Engine {
             ctx,
             form,
             hook_fn,
+            current: 0,
+            secrets,
+            step,
             driver: JsValue::from(driver),
             entry,
             poll,
@@ -331,7 +408,7 @@ impl Engine {
         };
         let ids: Vec<Outgoing> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
         let sent = match self.host.as_mut() {
-            Some(h) => h.send(&text),
+            Some(h) => h.send(self.current, &text),
             None => false,
         };
         for o in ids {
@@ -379,41 +456,72 @@ impl Engine {
     }
 
     /// Runs one invocation with `input` until the hook settles, nothing is left
-    /// to run, or `deadline` passes. Returns the outcome and the console lines.
+    /// to run, or `deadline` passes. Returns the outcome and the console lines (of the
+    /// last step that ran, for an engine of several Actions).
     pub fn call(
         &mut self,
         input: &serde_json::Value,
         deadline: Instant,
     ) -> (RawOutcome, Vec<LogLine>) {
-        match self.call_raw(input, deadline) {
-            Reply::Finished(text) => parse_finished(&text),
-            Reply::Ended(outcome, logs) => (outcome, logs),
+        match self.call_steps(input, deadline, &[]).pop() {
+            Some(Reply::Finished(text)) => parse_finished(&text),
+            Some(Reply::Ended(outcome, logs)) => (outcome, logs),
+            None => (
+                RawOutcome::Aborted {
+                    message: "no step ran".into(),
+                },
+                Vec::new(),
+            ),
         }
     }
 
-    /// As `call`, but a settled invocation comes back as the driver's JSON text,
-    /// unparsed: a worker process forwards it as is and the pool parses it once.
-    pub fn call_raw(&mut self, input: &serde_json::Value, deadline: Instant) -> Reply {
+    /// Runs one invocation of the engine's steps in order, while each lets the request
+    /// go on, and answers one reply per step that ran. A settled step comes back as the
+    /// driver's JSON text, unparsed: a worker process forwards it as is and the pool
+    /// parses it once. Step `i` runs until `limits[i]` after it started (none given:
+    /// until `due`) or `due`, whichever is first.
+    pub fn call_steps(
+        &mut self,
+        input: &serde_json::Value,
+        due: Instant,
+        limits: &[Duration],
+    ) -> Vec<Reply> {
         self.pending.clear();
+        self.current = 0;
+        let deadline_of = |i: usize| {
+            limits
+                .get(i)
+                .map_or(due, |l| (Instant::now() + *l).min(due))
+        };
+        let mut deadline = deadline_of(0);
+        let mut replies = Vec::new();
         let args = self.arguments(input);
         let state = match self.entry.call(&self.driver, &args, &mut self.ctx) {
             Ok(state) => state,
             Err(e) => {
-                return self.end(RawOutcome::Aborted {
+                return vec![self.end(RawOutcome::Aborted {
                     message: describe(e),
-                });
+                })];
             }
         };
+        if self.form == Form::Action
+            && let Err(message) = self.start_step(&state, input)
+        {
+            return vec![self.end(RawOutcome::Aborted { message })];
+        }
         loop {
             if let Err(e) = self.ctx.run_jobs() {
-                return self.end(RawOutcome::Aborted {
-                    message: describe(e),
-                });
+                return self.ended(
+                    replies,
+                    RawOutcome::Aborted {
+                        message: describe(e),
+                    },
+                );
             }
             match self.flush_outbox() {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(message) => return self.end(RawOutcome::Aborted { message }),
+                Err(message) => return self.ended(replies, RawOutcome::Aborted { message }),
             }
             let polled =
                 match self
@@ -422,21 +530,44 @@ impl Engine {
                 {
                     Ok(v) => v,
                     Err(e) => {
-                        return self.end(RawOutcome::Aborted {
-                            message: describe(e),
-                        });
+                        return self.ended(
+                            replies,
+                            RawOutcome::Aborted {
+                                message: describe(e),
+                            },
+                        );
                     }
                 };
             // The driver answers the milliseconds to the next timer while timers are
-            // pending; else the invocation is over (settled, or nothing queued and
-            // nothing pending, D8) and it answers the console lines (null for none).
+            // pending; else the step is over (settled, or nothing queued and nothing
+            // pending, D8) and it answers the console lines (null for none), or for
+            // Actions the flow, which holds them.
             if polled.is_object() || polled.is_null() {
-                return self.finished(state, polled);
+                let (reply, clean) = self.finished(&state, polled);
+                let go_on = self.current + 1 < self.step_count()
+                    && clean
+                    && self.flow_goes_on(&state)
+                    && matches!(&reply, Reply::Finished(_));
+                replies.push(reply);
+                if !go_on {
+                    return replies;
+                }
+                // A late answer to the step before belongs to no one now.
+                self.current += 1;
+                self.pending.clear();
+                deadline = deadline_of(self.current);
+                if let Err(message) = self.start_step(&state, input) {
+                    return self.ended(replies, RawOutcome::Aborted { message });
+                }
+                continue;
             }
             let Some(next) = polled.as_number() else {
-                return self.end(RawOutcome::Aborted {
-                    message: "driver returned no state".into(),
-                });
+                return self.ended(
+                    replies,
+                    RawOutcome::Aborted {
+                        message: "driver returned no state".into(),
+                    },
+                );
             };
             let wait = Duration::from_millis(next.max(0.0) as u64);
             let now = Instant::now();
@@ -446,15 +577,15 @@ impl Engine {
                 match self.await_answer(until) {
                     Ok(true) => continue,
                     Ok(false) if Instant::now() >= deadline => {
-                        return self.end(RawOutcome::TimedOut);
+                        return self.ended(replies, RawOutcome::TimedOut);
                     }
                     Ok(false) => {}
-                    Err(message) => return self.end(RawOutcome::Aborted { message }),
+                    Err(message) => return self.ended(replies, RawOutcome::Aborted { message }),
                 }
             } else {
                 if now + wait > deadline {
                     std::thread::sleep(deadline.saturating_duration_since(now));
-                    return self.end(RawOutcome::TimedOut);
+                    return self.ended(replies, RawOutcome::TimedOut);
                 }
                 std::thread::sleep(wait);
             }
@@ -462,14 +593,168 @@ impl Engine {
                 self.fire
                     .call(&self.driver, std::slice::from_ref(&state), &mut self.ctx)
             {
-                return self.end(RawOutcome::Aborted {
-                    message: describe(e),
-                });
+                return self.ended(
+                    replies,
+                    RawOutcome::Aborted {
+                        message: describe(e),
+                    },
+                );
             }
         }
     }
 
-    /// The driver entry's arguments (see `legacy` and `action` in prelude.js): the hook
+    /// Whether the Action that just ended lets the request go on (`flowPoll` decides
+    /// as `action_result` does).
+    fn flow_goes_on(&mut self, flow: &JsValue) -> bool {
+        flow.as_object()
+            .and_then(|o| o.get(js_string!("goesOn"), &mut self.ctx).ok())
+            .is_some_and(|v| v.to_boolean())
+    }
+
+    fn step_count(&self) -> usize {
+        match self.form {
+            Form::Legacy => 1,
+            Form::Action => self.secrets.len(),
+        }
+    }
+
+    /// Runs the current Action of `flow` with an event built from `input`.
+    fn start_step(&mut self, flow: &JsValue, input: &serde_json::Value) -> Result<(), String> {
+        let Some((step, accessors)) = self.step.clone() else {
+            return Err("not an engine of Actions".into());
+        };
+        let (event, target) = self.event(input, &accessors);
+        step.call(
+            &self.driver,
+            &[
+                flow.clone(),
+                JsValue::from(self.current as u32),
+                event,
+                target,
+            ],
+            &mut self.ctx,
+        )
+        .map(drop)
+        .map_err(describe)
+    }
+
+    /// The current Action's event (Auth0's `credentials-exchange` event, D19 for what
+    /// the steps before it did) and its live target scopes, built from `input` as fresh
+    /// objects: what one step does to its event no later step sees (Auth0 keeps the
+    /// event immutable and side effects in `api`). Built here since the same object
+    /// literal cost Boa more than the rest of a step; the keys keep the order of
+    /// Auth0's event, which `JSON.stringify(event)` shows.
+    fn event(&mut self, input: &serde_json::Value, accessors: &Accessors) -> (JsValue, JsValue) {
+        use serde_json::Value;
+        let ctx = &mut self.ctx;
+        let field = |v: Option<&Value>, ctx: &mut Context| match v {
+            Some(v) => json::input(v, ctx),
+            None => JsValue::undefined(),
+        };
+        let list = |v: Option<&Value>, ctx: &mut Context| match v {
+            Some(v @ Value::Array(_)) => json::input(v, ctx),
+            _ => json::input(&Value::Array(Vec::new()), ctx),
+        };
+        let object = |v: Option<&Value>, ctx: &mut Context| match v {
+            Some(v @ Value::Object(_)) => json::input(v, ctx),
+            _ => json::input(&Value::Object(Default::default()), ctx),
+        };
+        let client = input.get("client");
+        let at = |k: &str| client.and_then(|c| c.get(k));
+        let request = input.get("request");
+        let req = |k: &str| request.and_then(|r| r.get(k));
+        let granted = input.get("scope");
+        let target = match input.get("target_scopes") {
+            Some(t @ Value::Array(_)) => json::input(t, ctx),
+            _ => list(granted, ctx),
+        };
+        let first = self.current == 0;
+        let access_token = {
+            let scope = list(granted, ctx);
+            let claims = first.then(|| object(input.get("custom_claims"), ctx));
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("scope"), scope, Attribute::all());
+            match claims {
+                Some(claims) => o.property(js_string!("customClaims"), claims, Attribute::all()),
+                // Later steps: what the steps before did, made when first read.
+                None => o.accessor(
+                    js_string!("customClaims"),
+                    Some(accessors.claims_get.clone()),
+                    Some(accessors.claims_set.clone()),
+                    Attribute::ENUMERABLE | Attribute::CONFIGURABLE,
+                ),
+            };
+            o.build()
+        };
+        let client_obj = {
+            let id = field(at("id"), ctx);
+            let name = field(at("name"), ctx);
+            let metadata = object(at("metadata"), ctx);
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("client_id"), id, Attribute::all())
+                .property(js_string!("name"), name, Attribute::all())
+                .property(js_string!("metadata"), metadata, Attribute::all());
+            o.build()
+        };
+        let request_obj = {
+            let body = object(req("body"), ctx);
+            let values: Vec<JsValue> = ["ip", "method", "hostname", "user_agent", "language"]
+                .iter()
+                .map(|k| field(req(k), ctx))
+                .collect();
+            let query = json::input(&Value::Object(Default::default()), ctx);
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("body"), body, Attribute::all());
+            for (k, v) in ["ip", "method", "hostname", "user_agent", "language"]
+                .iter()
+                .zip(values)
+            {
+                o.property(JsString::from(*k), v, Attribute::all());
+            }
+            o.property(js_string!("query"), query, Attribute::all());
+            o.build()
+        };
+        let resource_server = {
+            let id = field(input.get("audience"), ctx);
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("identifier"), id, Attribute::all());
+            o.build()
+        };
+        let tenant = {
+            let id = field(at("tenant"), ctx);
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("id"), id, Attribute::all());
+            o.build()
+        };
+        let transaction = {
+            let requested = list(input.get("requested_scope"), ctx);
+            let mut o = ObjectInitializer::new(ctx);
+            o.property(js_string!("requested_scopes"), requested, Attribute::all());
+            o.accessor(
+                js_string!("target_scopes"),
+                Some(accessors.target_scopes.clone()),
+                None,
+                Attribute::ENUMERABLE,
+            );
+            o.build()
+        };
+        let secrets = object(self.secrets.get(self.current), ctx);
+        let mut o = ObjectInitializer::new(ctx);
+        o.property(js_string!("accessToken"), access_token, Attribute::all())
+            .property(js_string!("client"), client_obj, Attribute::all())
+            .property(js_string!("request"), request_obj, Attribute::all())
+            .property(
+                js_string!("resource_server"),
+                resource_server,
+                Attribute::all(),
+            )
+            .property(js_string!("tenant"), tenant, Attribute::all())
+            .property(js_string!("transaction"), transaction, Attribute::all())
+            .property(js_string!("secrets"), secrets, Attribute::all());
+        (o.build().into(), target)
+    }
+
+    /// The driver entry's arguments (see `legacy` and `actions` in prelude.js): the hook
     /// and the fields of `input` it reads, built directly as JS values (Boa's JSON.parse
     /// costs ten times more). A missing field is undefined, as reading it was.
     fn arguments(&mut self, input: &serde_json::Value) -> Vec<JsValue> {
@@ -483,23 +768,8 @@ impl Engine {
                 (true, "ip"),
                 (true, "user_agent"),
             ],
-            Form::Action => &[
-                (false, "client"),
-                (false, "scope"),
-                (false, "requested_scope"),
-                (false, "audience"),
-                (true, "body"),
-                (true, "ip"),
-                (true, "method"),
-                (true, "hostname"),
-                (true, "user_agent"),
-                (true, "language"),
-                (false, "cache"),
-                (false, "now"),
-                // What earlier steps of the flow did (D19, `flow::View`).
-                (false, "custom_claims"),
-                (false, "target_scopes"),
-            ],
+            // The flow's; each Action's event comes from `event`.
+            Form::Action => &[(false, "cache"), (false, "now"), (false, "custom_claims")],
         };
         let mut args = Vec::with_capacity(names.len() + 1);
         args.push(self.hook_fn.clone());
@@ -513,30 +783,59 @@ impl Engine {
         args
     }
 
-    /// The final JSON text of an invocation that is over.
-    fn finished(&mut self, state: JsValue, lines: JsValue) -> Reply {
-        if let Ok(text) = json::final_text(&state, lines.as_object().as_ref(), &mut self.ctx) {
+    /// The final JSON text of a step that is over: `polled` is its console lines, or
+    /// for Actions the flow, which holds its state and lines.
+    /// Also whether the text came without an error the writing itself found (a claim
+    /// JSON cannot hold): a flow does not go on past one.
+    fn finished(&mut self, state: &JsValue, polled: JsValue) -> (Reply, bool) {
+        match self.form {
+            Form::Legacy => self.step_text(state, polled),
+            Form::Action => {
+                let mut get = |name: &str| -> JsValue {
+                    polled
+                        .as_object()
+                        .and_then(|o| o.get(JsString::from(name), &mut self.ctx).ok())
+                        .unwrap_or_default()
+                };
+                let (state, lines) = (get("state"), get("lines"));
+                self.step_text(&state, lines)
+            }
+        }
+    }
+
+    /// One step's final JSON text from its state and console lines.
+    fn step_text(&mut self, state: &JsValue, lines: JsValue) -> (Reply, bool) {
+        if let Ok(text) = json::final_text(state, lines.as_object().as_ref(), &mut self.ctx) {
             // No JS ran and `poll` already dropped the console lines and timers.
-            return Reply::Finished(text);
+            return (Reply::Finished(text), true);
         }
         let lines = if lines.is_null() {
             JsValue::undefined()
         } else {
             lines
         };
-        let text = match self.driver_text(&self.finish.clone(), &[state, lines]) {
+        let text = match self.driver_text(&self.finish.clone(), &[state.clone(), lines]) {
             Ok(t) => t,
-            Err(message) => return self.end(RawOutcome::Aborted { message }),
+            Err(message) => return (self.end(RawOutcome::Aborted { message }), false),
         };
         // Jobs that serializing the result queued (a toJSON method) run now and are
         // dropped, so nothing of this request reaches the next.
         let _ = self.ctx.run_jobs();
         let _ = self.reset.call(&self.driver, &[], &mut self.ctx);
-        Reply::Finished(text)
+        let clean = matches!(parse_finished(&text).0,
+            RawOutcome::Finished { state } if state.error.is_none());
+        (Reply::Finished(text), clean)
     }
 
-    /// Ends an invocation that did not settle: collects its console lines and drops
-    /// its leftover timers.
+    /// Ends an invocation whose current step did not settle: the steps before it as
+    /// they finished, then this one's outcome.
+    fn ended(&mut self, mut replies: Vec<Reply>, outcome: RawOutcome) -> Vec<Reply> {
+        replies.push(self.end(outcome));
+        replies
+    }
+
+    /// Ends a step that did not settle: collects its console lines and drops its
+    /// leftover timers.
     fn end(&mut self, outcome: RawOutcome) -> Reply {
         let logs = self
             .driver_text(&self.finish.clone(), &[JsValue::undefined()])
@@ -590,6 +889,47 @@ pub fn parse_finished(text: &str) -> (RawOutcome, Vec<LogLine>) {
             },
             Vec::new(),
         ),
+    }
+}
+
+/// Evaluates one hook source as Node evaluates a CommonJS module: inside a function of
+/// `exports` and `module`, so its top-level names stay its own. The source is parsed
+/// alone first, so a syntax error reads as in the file and no text can end the wrapper
+/// early; the wrapper starts on the source's first line, so line numbers match it.
+fn load_module(
+    ctx: &mut Context,
+    driver: &JsObject,
+    source: &str,
+) -> Result<(Form, JsValue), CompileError> {
+    // The parser alone, on a scope of its own: a script compiled in `ctx` would claim
+    // its top-level names in the shared global scope, clashing with the next step's.
+    boa_engine::parser::Parser::new(Source::from_bytes(source))
+        .parse_script(
+            &boa_engine::ast::scope::Scope::new_global(),
+            &mut boa_engine::interner::Interner::default(),
+        )
+        .map_err(|e| CompileError::Syntax(format!("SyntaxError: {e}")))?;
+    let wrapped = format!("(function (exports, module) {{{source}\n}})");
+    let wrapper = ctx
+        .eval(Source::from_bytes(&wrapped))
+        .map_err(|e| CompileError::Syntax(describe(e)))?;
+    let module = call_method(ctx, driver, "load", &[wrapper]).map_err(CompileError::Syntax)?;
+    let _ = ctx.run_jobs();
+    let found = call_method(ctx, driver, "hook", &[module]).map_err(CompileError::Internal)?;
+    let Some(found) = found.as_object() else {
+        return Err(CompileError::NoExport);
+    };
+    let form = found
+        .get(js_string!("form"), ctx)
+        .ok()
+        .and_then(|v| v.as_string().map(|s| s.to_std_string_escaped()));
+    let hook_fn = found
+        .get(js_string!("fn"), ctx)
+        .map_err(|e| CompileError::Internal(describe(e)))?;
+    match form.as_deref() {
+        Some("legacy") => Ok((Form::Legacy, hook_fn)),
+        Some("action") => Ok((Form::Action, hook_fn)),
+        _ => Err(CompileError::NoExport),
     }
 }
 

@@ -15,9 +15,8 @@ globalThis.InvalidRequestError = InvalidRequestError;
 globalThis.InvalidScopeError = InvalidScopeError;
 globalThis.ServerError = ServerError;
 
-globalThis.module = { exports: {} };
-globalThis.exports = globalThis.module.exports;
-// `require` and the Node and web built-ins come from builtins.js, evaluated next.
+// `module` and `exports` are each hook's own: its source runs as a CommonJS module
+// (`driver.load`). `require` and the Node and web built-ins come from builtins.js.
 
 // The driver is the completion value of this script, never a global: a hook cannot
 // reach it to forge results or change its secrets. The built-ins it relies on are
@@ -45,9 +44,13 @@ globalThis.exports = globalThis.module.exports;
   const MAX_LOG_LINES = 100;
   const MAX_LOG_CHARS = 1024;
   let logs = [];
-  let secrets = {};
-  // Each call gets a copy: one request's hook must not see another's mutations.
-  let noSecrets = true;
+  // Each step's secrets (`setSecrets`, in step order). Each call gets a copy: one
+  // request's hook must not see another's mutations.
+  const secretsList = [];
+  function secretsOf(i) {
+    const s = secretsList[i];
+    return s === undefined || s === null ? {} : assign({}, s);
+  }
   // Timers run on the worker's own clock: the Rust side sleeps until the next one is due
   // (never past the hook's deadline) and then fires it.
   let timers = [];
@@ -448,15 +451,58 @@ globalThis.exports = globalThis.module.exports;
     },
   };
 
+  // --- What a later Action of a flow sees (D19, as `flow::View` in Rust) --------------
+  let curFlow = null;
+  // Whether the token will carry a claim an Action sets: the Rust claim rules decide.
+  let claimCarried = function () { return false; };
+  // A claim value as the token will carry it (JSON's conversions, D11), fresh.
+  function asCarried(v) {
+    if (typeof v === "number") return isFinite(v) ? v : null;
+    if (v === null || typeof v !== "object") return v;
+    return JSON.parse(stringify(v));
+  }
+  // `o[k] = v`, except that "__proto__" stays a plain key.
+  function putKey(o, k, v) {
+    if (k === "__proto__") {
+      defineProperty(o, k, { value: v, writable: true, enumerable: true, configurable: true });
+    } else {
+      o[k] = v;
+    }
+  }
+  // The claims the token will carry from the steps before the current one: the Hook's
+  // (`base`, already as carried), then each earlier Action's in the order set, a later
+  // set of a name last.
+  function viewClaims(flow) {
+    const out = {};
+    for (const k of keysOf(flow.base)) putKey(out, k, asCarried(flow.base[k]));
+    const states = flow.states;
+    for (let s = 0; s < states.length; s++) {
+      const claims = states[s].claims;
+      for (const k of keysOf(claims)) {
+        if (!claimCarried(k)) continue;
+        delete out[k];
+        putKey(out, k, asCarried(claims[k]));
+      }
+    }
+    return out;
+  }
+
   const driver = {
-    hook: function () {
-      const m = globalThis.module.exports;
+    // Runs a hook's module function (its source wrapped as Node wraps a CommonJS
+    // module, see `Engine::compile_steps`) with its own `module` and `exports`, as
+    // Auth0's webtask compiler and Node did; each step of a flow so keeps its top-level
+    // names to itself though the steps share one context.
+    load: function (wrapper) {
+      const module = { exports: {} };
+      apply(wrapper, module.exports, [module.exports, module]);
+      return module;
+    },
+    hook: function (module) {
+      const m = module.exports;
       if (typeof m === "function") return { form: "legacy", fn: m };
-      const exp = globalThis.exports;
-      const action =
-        (m && typeof m.onExecuteCredentialsExchange === "function" && m.onExecuteCredentialsExchange) ||
-        (exp && typeof exp.onExecuteCredentialsExchange === "function" && exp.onExecuteCredentialsExchange);
-      if (action) return { form: "action", fn: action };
+      if (m && typeof m.onExecuteCredentialsExchange === "function") {
+        return { form: "action", fn: m.onExecuteCredentialsExchange };
+      }
       return null;
     },
     // The globals of builtins.js as accessors that run `load` (which evaluates it) the
@@ -489,16 +535,32 @@ globalThis.exports = globalThis.module.exports;
     setNotify: function (f) {
       noteFetch = f;
     },
+    // `event.transaction.target_scopes`, which Rust defines on each event it builds.
+    targetScopes: targetScopes.get,
+    // `event.accessToken.customClaims` of a step after the first: made when first read
+    // (most Actions never do, and converting every earlier claim cost a good part of a
+    // step), then an ordinary property.
+    claimsGet: function () {
+      const v = viewClaims(curFlow);
+      defineProperty(this, "customClaims", { value: v, writable: true, enumerable: true, configurable: true });
+      return v;
+    },
+    claimsSet: function (v) {
+      defineProperty(this, "customClaims", { value: v, writable: true, enumerable: true, configurable: true });
+    },
+    setClaimRule: function (f) {
+      claimCarried = f;
+    },
     setSecrets: function (json) {
-      secrets = JSON.parse(json);
-      noSecrets = keysOf(secrets).length === 0;
+      const s = JSON.parse(json);
+      secretsList.push(s !== null && typeof s === "object" && keysOf(s).length > 0 ? s : null);
     },
     // The input comes as separate arguments (see `Engine::call_raw`): an input object
     // would only be taken apart here, and building it was a good part of a call.
     legacy: function (fn, client, scope, audience, body, ip, userAgent) {
       const b = body || {};
       const webtask = {
-        secrets: noSecrets ? {} : assign({}, secrets),
+        secrets: secretsOf(0),
         body: { client: client, scope: scope, audience: audience },
       };
       // Auth0 passes the request's details at the top of `context` (ip, userAgent).
@@ -547,40 +609,14 @@ globalThis.exports = globalThis.module.exports;
       return state;
     },
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
-    // `earlierClaims` and `earlierTarget` are what earlier steps of the flow set (D19).
-    // The `api` object and its functions are made once per engine (below): they work on
-    // `cur`, this call's state, since building a dozen closures per call was most of an
-    // Action's fixed cost (and a flow pays it per step).
-    action: function (fn, inClient, scope, requestedScope, audience, body, ip, method, hostname, userAgent, language, cache, startedAt, earlierClaims, earlierTarget) {
-      // As for `legacy`.
-      const state = { done: false, claims: create(null), cache_ops: [] };
-      // The input arrays are fresh for each call and this function's own: one is
-      // handed to the hook as is.
-      const granted = isArray(scope) ? scope : [];
-      const client = inClient || {};
-      const customClaims =
-        earlierClaims !== null && typeof earlierClaims === "object" ? earlierClaims : {};
-      const transaction = { requested_scopes: isArray(requestedScope) ? requestedScope : [] };
-      defineProperty(transaction, "target_scopes", targetScopes);
-      const event = {
-        accessToken: { scope: granted, customClaims: customClaims },
-        // The input objects are fresh for each call (built from its JSON): no copies.
-        client: { client_id: client.id, name: client.name, metadata: client.metadata || {} },
-        request: {
-          body: body || {},
-          ip: ip,
-          method: method,
-          hostname: hostname,
-          user_agent: userAgent,
-          language: language,
-          query: {},
-        },
-        resource_server: { identifier: audience },
-        tenant: { id: client.tenant },
-        transaction: transaction,
-        secrets: noSecrets ? {} : assign({}, secrets),
-      };
-      // api.cache: a snapshot of the shared store; writes are sent back to it.
+    // The Actions of a flow run in one call, each after the one before it settled
+    // (D19, D21): `actions` starts the flow, then Rust hands `step` each Action's event,
+    // built fresh from JSON with what the steps before it did (`flow::View`), and the
+    // live target scopes. The event comes from Rust since building it here cost more
+    // than the rest of a step.
+    actions: function (fns, cache, startedAt, baseClaims) {
+      // api.cache: a snapshot of the shared store, which every step of the flow reads
+      // and writes; the writes go back to the sidecar (each step's `cache_ops`).
       const started = Number(startedAt) || now();
       // No prototype: keys like "constructor" or "__proto__" are plain entries.
       const store = create(null);
@@ -589,13 +625,25 @@ globalThis.exports = globalThis.module.exports;
           if (cache[k] && cache[k].expires_at > started) store[k] = { value: String(cache[k].value), expires_at: cache[k].expires_at };
         }
       }
-      cur = { state: state, target: isArray(earlierTarget) ? earlierTarget : copyList(granted), store: store };
-      const api = actionApi;
+      // `states`: the finished steps', whose claims later events show (`viewClaims`);
+      // `target`: the live target scopes once a step changed them; `goesOn`: whether
+      // the step that just ended lets the request go on.
+      return {
+        fns: fns, store: store, state: null, lines: null, states: [], target: null, goesOn: false,
+        base: baseClaims !== null && typeof baseClaims === "object" ? baseClaims : {},
+      };
+    },
+    step: function (flow, i, event, target) {
+      const state = { done: false, claims: create(null), cache_ops: [] };
+      flow.state = state;
+      flow.lines = null;
+      cur = { state: state, target: flow.target === null ? target : copyList(flow.target), store: flow.store };
+      curFlow = flow;
       try {
-        const ret = fn(event, api);
+        const ret = flow.fns[i](event, actionApi);
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
-          // Settles within this call (its jobs run before it ends, and nothing it
-          // waits on outlives it), so the shared handlers find its state in `cur`.
+          // Settles within this step (its jobs run before the next starts, and nothing
+          // it waits on outlives it), so the shared handlers find its state in `cur`.
           ret.then(actionSettled, actionFailed);
         } else {
           state.done = true;
@@ -605,7 +653,35 @@ globalThis.exports = globalThis.module.exports;
         state.thrown = true;
         state.error = describe(e);
       }
-      return state;
+    },
+    // After the job queue ran: as `poll` while the current step goes on; once it is
+    // over, the flow, holding the step's state and console lines (null for none), with
+    // whatever the step left behind dropped so it cannot run during the next one.
+    flowPoll: function (flow) {
+      if (!flow.state.done) {
+        const next = driver.nextTimer();
+        if (next >= 0) return next;
+        if (inflightCount > 0) return 2147483647;
+      }
+      const state = flow.state;
+      flow.states.push(state);
+      // As `action_result` (hooks/mod.rs) lets the request go on.
+      flow.goesOn = state.done && !state.deny && !state.error;
+      if (flow.goesOn && state.target_changed) flow.target = state.target_scopes;
+      if (logs.length !== 0) {
+        flow.lines = logs;
+        logs = [];
+      }
+      if (timers.length !== 0) timers = [];
+      if (inflightCount !== 0 || outbox.length !== 0) {
+        inflight = create(null);
+        inflightCount = 0;
+        outbox = [];
+      }
+      return flow;
+    },
+    flowFire: function (flow) {
+      driver.fireTimers(flow.state);
     },
     // Requests made since the last look, as JSON for the sidecar; null for none.
     outbox: function () {

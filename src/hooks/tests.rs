@@ -711,3 +711,50 @@ fn node_builtins_match_nodes_own_output_d13() {
         differ.join("\n")
     );
 }
+
+// Every source is a CommonJS module (D21), checked alone before it is wrapped. Breaks if
+// a source could close the wrapper and run code outside it (the first is valid JS only
+// once wrapped), if a syntax error lost its own line number, if a bound Action in the
+// legacy form were taken, or if one Action's module saw another's top-level names.
+#[test]
+fn sources_are_modules_of_their_own_d21() {
+    let escape = "exports.onExecuteCredentialsExchange = async () => {}; }); globalThis.escaped = 1; (function () {";
+    assert!(matches!(
+        Engine::compile(escape, "{}", Limits::default()),
+        Err(engine::CompileError::Syntax(_))
+    ));
+    let Err(engine::CompileError::Syntax(msg)) =
+        Engine::compile("const a = 1;\nconst b = ;\n", "{}", Limits::default())
+    else {
+        panic!("a syntax error");
+    };
+    assert!(msg.contains("line 2"), "{msg}");
+    let first = "const name = 'a'; exports.onExecuteCredentialsExchange = async (e, api) => { api.accessToken.setCustomClaim('https://x/a', name + typeof other); };";
+    let second = "const name = 'b'; const other = 1; exports.onExecuteCredentialsExchange = async (e, api) => { api.accessToken.setCustomClaim('https://x/b', name); };";
+    let legacy_step = legacy("cb(null, {});");
+    assert!(matches!(
+        Engine::compile_steps(&[(first, "{}"), (&legacy_step, "{}")], Limits::default()),
+        Err((1, engine::CompileError::NotAnAction))
+    ));
+    let mut e = Engine::compile_steps(&[(first, "{}"), (second, "{}")], Limits::default())
+        .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
+    let input = input_json(&call(), None);
+    let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
+    let claims: Vec<serde_json::Value> = replies
+        .iter()
+        .map(|r| match r {
+            engine::Reply::Finished(text) => match engine::parse_finished(text).0 {
+                RawOutcome::Finished { state } => serde_json::Value::Object(state.claims),
+                other => panic!("{other:?}"),
+            },
+            engine::Reply::Ended(o, _) => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            json!({"https://x/a": "aundefined"}),
+            json!({"https://x/b": "b"})
+        ]
+    );
+}

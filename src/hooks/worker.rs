@@ -1,5 +1,5 @@
-//! The hook worker process (`tokenhook __hook-worker`): one Boa engine per step of the
-//! flow (the enabled Hook, then the bound Actions), fed calls over stdin, answering
+//! The hook worker process (`tokenhook __hook-worker`): the flow's Boa engines (a
+//! legacy Hook in its own, the Actions together, D21), fed calls over stdin, answering
 //! each call, the whole flow, on stdout. A process so the pool can truly stop a runaway hook
 //! (kill it) and bound its memory (RLIMIT_AS), which a thread cannot offer: Boa cannot
 //! interrupt native builtins or regex backtracking and has no heap limit.
@@ -9,7 +9,7 @@ use super::flow::View;
 use super::protocol::{self, Init, StepDone};
 use crate::token::claims::ClaimPolicy;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
 use std::rc::Rc;
@@ -51,30 +51,24 @@ pub fn main() -> u8 {
         loop_iterations: init.loop_iterations,
         recursion: init.recursion,
     };
-    let mut steps = Vec::with_capacity(init.steps.len());
-    // Compiled first; the pipes then go to the channel the steps' `fetch` shares.
-    for step in init.steps {
-        match Engine::compile(&step.source, &step.secrets, limits) {
-            Ok(engine) => steps.push(Step {
-                engine,
-                name: step.name,
-                limit: Duration::from_millis(step.timeout_ms),
-            }),
-            Err(e) => {
-                let message = format!("hook {:?}: {e}", step.name);
-                let _ = send(&mut out, protocol::TAG_COMPILE_ERROR, message.as_bytes());
-                return 1;
-            }
+    let groups = match compile(&init.steps, limits) {
+        Ok(groups) => groups,
+        Err(message) => {
+            let _ = send(&mut out, protocol::TAG_COMPILE_ERROR, message.as_bytes());
+            return 1;
         }
-    }
+    };
     let policy = ClaimPolicy {
         allow_unnamespaced: init.allow_unnamespaced,
     };
-    let forms: Vec<&str> = steps
+    let forms: Vec<&str> = groups
         .iter()
-        .map(|s| match s.engine.form() {
-            Form::Legacy => "legacy",
-            Form::Action => "action",
+        .flat_map(|g| {
+            let form = match g.engine.form() {
+                Form::Legacy => "legacy",
+                Form::Action => "action",
+            };
+            std::iter::repeat_n(form, g.limits.len())
         })
         .collect();
     if send(&mut out, protocol::TAG_READY, forms.join(",").as_bytes()).is_err() {
@@ -85,10 +79,11 @@ pub fn main() -> u8 {
         out,
         calls: VecDeque::new(),
     }));
-    for (i, step) in steps.iter_mut().enumerate() {
-        step.engine.set_host(Box::new(StepHost {
+    let mut groups = groups;
+    for g in groups.iter_mut() {
+        g.engine.set_host(Box::new(StepHost {
             chan: chan.clone(),
-            step: i,
+            first: g.first,
         }));
     }
     let mut answer = Vec::with_capacity(4096);
@@ -101,7 +96,7 @@ pub fn main() -> u8 {
         let due = u64::from_be_bytes(body[..8].try_into().unwrap_or_default());
         answer.clear();
         answer.extend_from_slice(&[0, 0, 0, 0, protocol::TAG_FINISHED]);
-        run_flow(&mut steps, &body[8..], due, policy, &mut answer);
+        run_flow(&mut groups, &body[8..], due, policy, &mut answer);
         let len = (answer.len() - 4) as u32;
         answer[..4].copy_from_slice(&len.to_be_bytes());
         if chan.borrow_mut().out.write_all(&answer).is_err() {
@@ -152,16 +147,17 @@ impl Channel {
     }
 }
 
-/// One step's view of the channel: its requests carry its index, so the sidecar
-/// applies that hook's egress policy.
+/// An engine's view of the channel: requests carry their step's index in the flow, so
+/// the sidecar applies that hook's egress policy.
 struct StepHost {
     chan: Rc<RefCell<Channel>>,
-    step: usize,
+    /// The flow index of the engine's first step.
+    first: usize,
 }
 
 impl Host for StepHost {
-    fn send(&mut self, requests: &str) -> bool {
-        let head = format!("{{\"step\":{},\"requests\":", self.step);
+    fn send(&mut self, step: usize, requests: &str) -> bool {
+        let head = format!("{{\"step\":{},\"requests\":", self.first + step);
         let frame = protocol::frame(
             protocol::TAG_FETCH,
             &[head.as_bytes(), requests.as_bytes(), b"}"],
@@ -191,18 +187,63 @@ impl Host for StepHost {
     }
 }
 
-/// One step of the flow, compiled once.
-struct Step {
+/// Steps of the flow that share one engine, compiled once: the legacy Hook alone, or
+/// the Actions (and an enabled Hook in that form) together, which then run in one
+/// engine call (D21).
+struct Group {
     engine: Engine,
-    name: String,
-    limit: Duration,
+    /// The flow index of its first step.
+    first: usize,
+    /// Each step's own time limit.
+    limits: Vec<Duration>,
+}
+
+/// Compiles the flow's steps into groups; an error names the step.
+fn compile(steps: &[protocol::StepInit], limits: Limits) -> Result<Vec<Group>, String> {
+    let named = |i: usize, e: super::engine::CompileError| format!("hook {:?}: {e}", steps[i].name);
+    let sources: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s.source.as_str(), s.secrets.as_str()))
+        .collect();
+    let limit_of = |s: &protocol::StepInit| Duration::from_millis(s.timeout_ms);
+    let mut groups = Vec::new();
+    if steps.is_empty() {
+        return Ok(groups);
+    }
+    let mut first = 0;
+    // All in one engine unless the first is a legacy Hook, which runs in its own.
+    let all = match Engine::compile_steps(&sources, limits) {
+        Ok(engine) => Some(engine),
+        Err((0, super::engine::CompileError::NotAnAction)) => None,
+        Err((i, e)) => return Err(named(i, e)),
+    };
+    let engine = match all {
+        Some(engine) => engine,
+        None => {
+            let hook =
+                Engine::compile_steps(&sources[..1], limits).map_err(|(_, e)| named(0, e))?;
+            groups.push(Group {
+                engine: hook,
+                first: 0,
+                limits: vec![limit_of(&steps[0])],
+            });
+            first = 1;
+            Engine::compile_steps(&sources[1..], limits).map_err(|(i, e)| named(i + 1, e))?
+        }
+    };
+    groups.push(Group {
+        engine,
+        first,
+        limits: steps[first..].iter().map(limit_of).collect(),
+    });
+    Ok(groups)
 }
 
 /// Runs the steps of one call in order until one does not let the request go on,
 /// appending the `TAG_FINISHED` array to `out`: each step's driver text as it came, or
 /// the outcome decided here. Each step runs until its own limit or the flow's
 /// deadline (`due`), whichever is first.
-fn run_flow(steps: &mut [Step], input: &[u8], due: u64, policy: ClaimPolicy, out: &mut Vec<u8>) {
+fn run_flow(groups: &mut [Group], input: &[u8], due: u64, policy: ClaimPolicy, out: &mut Vec<u8>) {
     out.push(b'[');
     let mut json: serde_json::Value = match serde_json::from_slice(input) {
         Ok(v) => v,
@@ -219,43 +260,66 @@ fn run_flow(steps: &mut [Step], input: &[u8], due: u64, policy: ClaimPolicy, out
         }
     };
     let mut view = View::default();
-    let last = steps.len().saturating_sub(1);
-    for (i, step) in steps.iter_mut().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    let last = groups.len().saturating_sub(1);
+    let mut wrote = false;
+    'groups: for (g, group) in groups.iter_mut().enumerate() {
         let left = protocol::remaining(due);
         if left.is_zero() {
             // The flow's whole time went by (while it waited, or in earlier steps).
+            if wrote {
+                out.push(b',');
+            }
             ended(out, RawOutcome::TimedOut, Vec::new());
             break;
         }
-        let deadline = Instant::now() + left.min(step.limit);
-        let reply = step.engine.call_raw(&json, deadline);
-        let outcome = match reply {
-            Reply::Finished(text) => {
-                out.extend_from_slice(text.as_bytes());
-                if i == last {
-                    break;
+        let form = group.engine.form();
+        let replies = group
+            .engine
+            .call_steps(&json, Instant::now() + left, &group.limits);
+        let n = replies.len();
+        for (k, reply) in replies.into_iter().enumerate() {
+            if wrote {
+                out.push(b',');
+            }
+            wrote = true;
+            match reply {
+                Reply::Finished(text) => {
+                    out.extend_from_slice(text.as_bytes());
+                    // The group's last step that ran: the next group goes on from it.
+                    if k + 1 == n && g < last && !advance(&mut view, form, policy, &text, &mut json)
+                    {
+                        break 'groups;
+                    }
                 }
-                super::engine::parse_finished(&text).0
+                // Timed out or aborted: the request ends here.
+                Reply::Ended(outcome, logs) => {
+                    ended(out, outcome, logs);
+                    break 'groups;
+                }
             }
-            // Timed out or aborted: the request ends here.
-            Reply::Ended(outcome, logs) => {
-                ended(out, outcome, logs);
-                break;
-            }
-        };
-        let form = step.engine.form();
-        let (result, ops) = super::interpret(form, &step.name, outcome, step.limit);
-        let Ok(effect) = result else { break };
-        view.absorb(form, &effect, policy);
-        view.write_input(&mut json);
-        if !ops.is_empty() {
-            carry_cache(&mut json, ops);
         }
     }
     out.push(b']');
+}
+
+/// After the legacy Hook settled: whether it lets the request go on (Auth0's rules,
+/// as the sidecar applies them) and, if so, what the Actions see of it, written into
+/// the input (D19). The Actions of a flow go on from each other inside their engine.
+fn advance(
+    view: &mut View,
+    form: Form,
+    policy: ClaimPolicy,
+    text: &str,
+    json: &mut serde_json::Value,
+) -> bool {
+    let outcome = super::engine::parse_finished(text).0;
+    let (result, _) = super::interpret(form, "", outcome, Duration::ZERO);
+    let Ok(effect) = result else {
+        return false;
+    };
+    view.absorb(form, &effect, policy);
+    view.write_input(json);
+    true
 }
 
 /// An outcome decided in the worker, as one entry of the answer array.
@@ -263,20 +327,4 @@ fn ended(out: &mut Vec<u8>, outcome: RawOutcome, logs: Vec<super::engine::LogLin
     let done = StepDone { outcome, logs };
     // Plain data with string keys: serializing it into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &done);
-}
-
-/// Applies a step's `api.cache` writes to the snapshot the next steps get: the
-/// Actions of a flow share the trigger's cache.
-fn carry_cache(json: &mut serde_json::Value, ops: Vec<super::cache::CacheOp>) {
-    let Some(obj) = json.as_object_mut() else {
-        return;
-    };
-    let mut store: BTreeMap<String, super::cache::Entry> = obj
-        .get("cache")
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    super::cache::apply_ops(&mut store, ops, super::cache::now_ms());
-    if let Ok(v) = serde_json::to_value(store) {
-        obj.insert("cache".into(), v);
-    }
 }
