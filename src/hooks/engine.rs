@@ -1,6 +1,6 @@
-//! One Boa context with the hook compiled once: the JS side of a hook worker process
-//! (`worker`). Not `Send` (Boa's `Context` is not), so it lives and dies on that
-//! process's main thread, and tests run it in place.
+//! One Boa context with a hook, or the Actions of a flow (D21), compiled once: the JS
+//! side of a hook worker process (`worker`). Not `Send` (Boa's `Context` is not), so it
+//! lives and dies on that process's main thread, and tests run it in place.
 //!
 //! Every value crosses the JS/Rust boundary as a JSON string made by JS's own
 //! `JSON.stringify`, which gives exactly D11's conversions (docs/decisions.md) (functions and `undefined`
