@@ -289,8 +289,9 @@ impl Engine {
         call_method(&mut ctx, &driver, "setClaimRule", &[rule.into()]).map_err(internal)?;
         // The built-ins load once per context, never per call. Compiling them is most of
         // a worker's start, which a replacement worker's first calls wait for, so they
-        // load now only for a hook whose source names one, and otherwise on first use
-        // (a computed `globalThis[name]` still finds them).
+        // load at start only for hooks whose source names one (once the sources loaded,
+        // so a source refused first costs none), and otherwise on first use (a computed
+        // `globalThis[name]` still finds them).
         let load =
             FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(load_builtins))
                 .name(js_string!("load"))
@@ -302,11 +303,11 @@ impl Engine {
         let eager = BUILTIN_GLOBALS
             .iter()
             .any(|n| steps.iter().any(|(source, _)| source.contains(n)));
-        call_method(
+        let ensure = call_method(
             &mut ctx,
             &driver,
             "builtins",
-            &[load.into(), names.into(), JsValue::from(eager)],
+            &[load.into(), names.into(), JsValue::from(false)],
         )
         .map_err(internal)?;
         let mut found = Vec::with_capacity(steps.len());
@@ -316,6 +317,11 @@ impl Engine {
                 return Err((i, CompileError::NotAnAction));
             }
             found.push((form, f));
+        }
+        if eager && let Some(ensure) = ensure.as_callable() {
+            ensure
+                .call(&JsValue::undefined(), &[], &mut ctx)
+                .map_err(|e| internal(describe(e)))?;
         }
         let form = found.first().map_or(Form::Action, |(f, _)| *f);
         let hook_fn = match form {

@@ -531,6 +531,7 @@ globalThis.ServerError = ServerError;
         });
       }
       if (eager) ensure();
+      return ensure;
     },
     setNotify: function (f) {
       noteFetch = f;
