@@ -7,8 +7,9 @@
 //! dropped, `NaN` → null, `Date` → ISO string) and keeps integers integral, avoiding the
 //! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
 
+use boa_engine::builtins::promise::PromiseState;
 use boa_engine::object::builtins::JsArray;
-use boa_engine::object::builtins::JsFunction;
+use boa_engine::object::builtins::{JsFunction, JsPromise};
 use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
 use boa_engine::property::Attribute;
 use boa_engine::{Context, JsObject, JsString, JsValue, NativeFunction, Source, js_string};
@@ -221,6 +222,9 @@ pub struct Engine {
     secrets: Vec<serde_json::Value>,
     /// `driver.step` and the accessors Rust puts on each event (Actions only).
     step: Option<(JsObject, Accessors)>,
+    /// `driver.stepSettled`, and the current Action's promise until it settled.
+    step_settled: Option<JsObject>,
+    promise: Option<JsPromise>,
     driver: JsValue,
     // The driver's functions, looked up once.
     entry: JsObject,
@@ -336,6 +340,10 @@ impl Engine {
                 .filter(JsObject::is_callable)
                 .ok_or_else(|| internal(format!("driver has no {name}")))
         };
+        let step_settled = match form {
+            Form::Legacy => None,
+            Form::Action => Some(method(&mut ctx, "stepSettled")?),
+        };
         let step = match form {
             Form::Legacy => None,
             Form::Action => {
@@ -377,6 +385,8 @@ impl Engine {
             current: 0,
             secrets,
             step,
+            step_settled,
+            promise: None,
             driver: JsValue::from(driver),
             entry,
             poll,
@@ -494,6 +504,7 @@ impl Engine {
     ) -> Vec<Reply> {
         self.pending.clear();
         self.current = 0;
+        self.promise = None;
         let deadline_of = |i: usize| {
             limits
                 .get(i)
@@ -523,6 +534,11 @@ impl Engine {
                         message: describe(e),
                     },
                 );
+            }
+            match self.settle() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(message) => return self.ended(replies, RawOutcome::Aborted { message }),
             }
             match self.flush_outbox() {
                 Ok(true) => continue,
@@ -630,18 +646,39 @@ impl Engine {
             return Err("not an engine of Actions".into());
         };
         let (event, target) = self.event(input, &accessors);
-        step.call(
-            &self.driver,
-            &[
-                flow.clone(),
-                JsValue::from(self.current as u32),
-                event,
-                target,
-            ],
-            &mut self.ctx,
-        )
-        .map(drop)
-        .map_err(describe)
+        let ret = step
+            .call(
+                &self.driver,
+                &[
+                    flow.clone(),
+                    JsValue::from(self.current as u32),
+                    event,
+                    target,
+                ],
+                &mut self.ctx,
+            )
+            .map_err(describe)?;
+        self.promise = ret.as_object().and_then(|o| JsPromise::from_object(o).ok());
+        Ok(())
+    }
+
+    /// Hands the driver how the current Action's promise settled, once it did; true if
+    /// it did now (the driver's handler may have queued jobs).
+    fn settle(&mut self) -> Result<bool, String> {
+        let state = match self.promise.as_ref().map(JsPromise::state) {
+            None | Some(PromiseState::Pending) => return Ok(false),
+            Some(s) => s,
+        };
+        self.promise = None;
+        let args = match state {
+            PromiseState::Rejected(reason) => [JsValue::from(true), reason],
+            _ => [JsValue::from(false), JsValue::undefined()],
+        };
+        if let Some(f) = &self.step_settled {
+            f.call(&self.driver, &args, &mut self.ctx)
+                .map_err(describe)?;
+        }
+        Ok(true)
     }
 
     /// The current Action's event (Auth0's `credentials-exchange` event, D19 for what

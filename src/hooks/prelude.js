@@ -31,6 +31,7 @@ globalThis.ServerError = ServerError;
   const isArray = Array.isArray;
   const apply = Reflect.apply;
   const arrayOf = Array.of;
+  const NativePromise = Promise;
   // A shallow copy as Array.of makes it, which neither looks up a species constructor
   // (the costliest part of slice in Boa) nor reaches anything a hook can replace.
   function copyList(list) {
@@ -642,6 +643,10 @@ globalThis.ServerError = ServerError;
       curFlow = flow;
       try {
         const ret = flow.fns[i](event, actionApi);
+        // An async function's promise goes back to Rust, which reads how it settled
+        // once the job queue ran (`Engine::settle`): a `then` here cost a tenth of a
+        // step. Any other thenable is followed as `await` would.
+        if (ret instanceof NativePromise) return ret;
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
           // Settles within this step (its jobs run before the next starts, and nothing
           // it waits on outlives it), so the shared handlers find its state in `cur`.
@@ -654,6 +659,12 @@ globalThis.ServerError = ServerError;
         state.thrown = true;
         state.error = describe(e);
       }
+      return undefined;
+    },
+    // How the step's promise settled, as Rust read it: `actionSettled`/`actionFailed`.
+    stepSettled: function (rejected, reason) {
+      if (rejected) actionFailed(reason);
+      else actionSettled();
     },
     // After the job queue ran: as `poll` while the current step goes on; once it is
     // over, the flow, holding the step's state and console lines (null for none), with
