@@ -453,7 +453,9 @@ globalThis.ServerError = ServerError;
   };
 
   // --- What a later Action of a flow sees (D19, as `flow::View` in Rust) --------------
-  let curFlow = null;
+  // Each later step's accessToken → [its flow, its index]: its customClaims show that
+  // flow's steps before it, even read after the request (an event a hook kept).
+  const viewOf = new WeakMap();
   // Whether the token will carry a claim an Action sets: the Rust claim rules decide.
   let claimCarried = function () { return false; };
   // A claim value as the token will carry it (JSON's conversions, D11), fresh.
@@ -473,11 +475,11 @@ globalThis.ServerError = ServerError;
   // The claims the token will carry from the steps before the current one: the Hook's
   // (`base`, already as carried), then each earlier Action's in the order set, a later
   // set of a name last.
-  function viewClaims(flow) {
+  function viewClaims(flow, before) {
     const out = {};
     for (const k of keysOf(flow.base)) putKey(out, k, asCarried(flow.base[k]));
     const states = flow.states;
-    for (let s = 0; s < states.length; s++) {
+    for (let s = 0; s < before; s++) {
       const claims = states[s].claims;
       for (const k of keysOf(claims)) {
         if (!claimCarried(k)) continue;
@@ -543,7 +545,9 @@ globalThis.ServerError = ServerError;
     // (most Actions never do, and converting every earlier claim cost a good part of a
     // step), then an ordinary property.
     claimsGet: function () {
-      const v = viewClaims(curFlow);
+      const at = viewOf.get(this);
+      if (at === undefined) return undefined;
+      const v = viewClaims(at[0], at[1]);
       defineProperty(this, "customClaims", { value: v, writable: true, enumerable: true, configurable: true });
       return v;
     },
@@ -640,7 +644,7 @@ globalThis.ServerError = ServerError;
       flow.state = state;
       flow.lines = null;
       cur = { state: state, target: flow.target === null ? target : copyList(flow.target), store: flow.store };
-      curFlow = flow;
+      if (i > 0) viewOf.set(event.accessToken, [flow, i]);
       try {
         const ret = flow.fns[i](event, actionApi);
         // An async function's promise goes back to Rust, which reads how it settled

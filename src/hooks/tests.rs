@@ -758,3 +758,35 @@ fn sources_are_modules_of_their_own_d21() {
         ]
     );
 }
+
+// A later step's `event.accessToken.customClaims` is made when first read (D21), from
+// the steps before it in its own request. Breaks if it were made from whatever flow ran
+// last: an event a hook kept and reads in the next request would show that request's
+// claims instead of its own.
+#[test]
+fn a_kept_event_shows_its_own_requests_claims_d21() {
+    let first = "exports.onExecuteCredentialsExchange = async (e, api) => { api.accessToken.setCustomClaim('https://x/n', e.client.metadata.n); };";
+    let second = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                  if (!globalThis.kept) { globalThis.kept = e; return; } \
+                  api.accessToken.setCustomClaim('https://x/kept', globalThis.kept.accessToken.customClaims['https://x/n']); \
+                  api.accessToken.setCustomClaim('https://x/now', e.accessToken.customClaims['https://x/n']); };";
+    let mut e = Engine::compile_steps(&[(first, "{}"), (second, "{}")], Limits::default())
+        .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
+    let claims_of = |e: &mut Engine, n: &str| {
+        let mut input = input_json(&call(), None);
+        input["client"]["metadata"]["n"] = json!(n);
+        let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
+        match replies.last() {
+            Some(engine::Reply::Finished(text)) => match engine::parse_finished(text).0 {
+                RawOutcome::Finished { state } => serde_json::Value::Object(state.claims),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{:?}", other.map(|_| "ended")),
+        }
+    };
+    assert_eq!(claims_of(&mut e, "1"), json!({}));
+    assert_eq!(
+        claims_of(&mut e, "2"),
+        json!({"https://x/kept": "1", "https://x/now": "2"})
+    );
+}
