@@ -272,15 +272,6 @@ impl Engine {
             .map_err(|e| internal(describe(e)))?
             .as_object()
             .ok_or_else(|| internal("the prelude returned no driver".into()))?;
-        for (_, secrets_json) in steps {
-            call_method(
-                &mut ctx,
-                &driver,
-                "setSecrets",
-                &[JsValue::from(JsString::from(*secrets_json))],
-            )
-            .map_err(internal)?;
-        }
         let notify =
             FunctionObjectBuilder::new(ctx.realm(), NativeFunction::from_fn_ptr(note_fetch))
                 .name(js_string!("noteFetch"))
@@ -328,6 +319,17 @@ impl Engine {
                 .map_err(|e| internal(describe(e)))?;
         }
         let form = found.first().map_or(Form::Action, |(f, _)| *f);
+        // The legacy hook's secrets live in the driver (`context.webtask.secrets`); an
+        // Action's event gets its secrets from Rust (`event`).
+        if let (Form::Legacy, Some((_, secrets_json))) = (form, steps.first()) {
+            call_method(
+                &mut ctx,
+                &driver,
+                "setSecrets",
+                &[JsValue::from(JsString::from(*secrets_json))],
+            )
+            .map_err(internal)?;
+        }
         let hook_fn = match form {
             Form::Legacy => found[0].1.clone(),
             Form::Action => JsArray::from_iter(found.into_iter().map(|(_, f)| f), &mut ctx).into(),

@@ -45,8 +45,8 @@ globalThis.ServerError = ServerError;
   const MAX_LOG_LINES = 100;
   const MAX_LOG_CHARS = 1024;
   let logs = [];
-  // Each step's secrets (`setSecrets`, in step order). Each call gets a copy: one
-  // request's hook must not see another's mutations.
+  // The legacy hook's secrets (`setSecrets`; an Action's come with its event). Each
+  // call gets a copy: one request's hook must not see another's mutations.
   const secretsList = [];
   function secretsOf(i) {
     const s = secretsList[i];
