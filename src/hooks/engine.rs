@@ -638,6 +638,7 @@ impl Engine {
     fn step_count(&self) -> usize {
         match self.form {
             Form::Legacy => 1,
+            // One entry per Action.
             Form::Action => self.secrets.len(),
         }
     }
@@ -743,18 +744,22 @@ impl Engine {
         };
         let request_obj = {
             let body = object(req("body"), ctx);
-            let values: Vec<JsValue> = ["ip", "method", "hostname", "user_agent", "language"]
-                .iter()
-                .map(|k| field(req(k), ctx))
+            let keys = [
+                ("ip", js_string!("ip")),
+                ("method", js_string!("method")),
+                ("hostname", js_string!("hostname")),
+                ("user_agent", js_string!("user_agent")),
+                ("language", js_string!("language")),
+            ];
+            let values: Vec<(JsString, JsValue)> = keys
+                .into_iter()
+                .map(|(k, key)| (key, field(req(k), ctx)))
                 .collect();
             let query = json::input(&Value::Object(Default::default()), ctx);
             let mut o = ObjectInitializer::new(ctx);
             o.property(js_string!("body"), body, Attribute::all());
-            for (k, v) in ["ip", "method", "hostname", "user_agent", "language"]
-                .iter()
-                .zip(values)
-            {
-                o.property(JsString::from(*k), v, Attribute::all());
+            for (key, v) in values {
+                o.property(key, v, Attribute::all());
             }
             o.property(js_string!("query"), query, Attribute::all());
             o.build()

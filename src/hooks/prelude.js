@@ -45,13 +45,10 @@ globalThis.ServerError = ServerError;
   const MAX_LOG_LINES = 100;
   const MAX_LOG_CHARS = 1024;
   let logs = [];
-  // The legacy hook's secrets (`setSecrets`; an Action's come with its event). Each
-  // call gets a copy: one request's hook must not see another's mutations.
-  const secretsList = [];
-  function secretsOf(i) {
-    const s = secretsList[i];
-    return s === undefined || s === null ? {} : assign({}, s);
-  }
+  // The legacy hook's secrets (`setSecrets`; an Action's come with its event), null
+  // for none. Each call gets a copy: one request's hook must not see another's
+  // mutations.
+  let secrets = null;
   // Timers run on the worker's own clock: the Rust side sleeps until the next one is due
   // (never past the hook's deadline) and then fires it.
   let timers = [];
@@ -456,6 +453,16 @@ globalThis.ServerError = ServerError;
   // Each later step's accessToken → [its flow, its index]: its customClaims show that
   // flow's steps before it, even read after the request (an event a hook kept).
   const viewOf = new WeakMap();
+  // Drops the timers and `fetch` requests an invocation or step left behind, so none
+  // runs or settles during the next (fresh objects only when needed).
+  function dropLeftovers() {
+    if (timers.length !== 0) timers = [];
+    if (inflightCount !== 0 || outbox.length !== 0) {
+      inflight = create(null);
+      inflightCount = 0;
+      outbox = [];
+    }
+  }
   // Whether the token will carry a claim an Action sets: the Rust claim rules decide.
   let claimCarried = function () { return false; };
   // A claim value as the token will carry it (JSON's conversions, D11), fresh.
@@ -559,14 +566,14 @@ globalThis.ServerError = ServerError;
     },
     setSecrets: function (json) {
       const s = JSON.parse(json);
-      secretsList.push(s !== null && typeof s === "object" && keysOf(s).length > 0 ? s : null);
+      secrets = s !== null && typeof s === "object" && keysOf(s).length > 0 ? s : null;
     },
     // The input comes as separate arguments (see `Engine::call_raw`): an input object
     // would only be taken apart here, and building it was a good part of a call.
     legacy: function (fn, client, scope, audience, body, ip, userAgent) {
       const b = body || {};
       const webtask = {
-        secrets: secretsOf(0),
+        secrets: secrets === null ? {} : assign({}, secrets),
         body: { client: client, scope: scope, audience: audience },
       };
       // Auth0 passes the request's details at the top of `context` (ip, userAgent).
@@ -648,8 +655,8 @@ globalThis.ServerError = ServerError;
       try {
         const ret = flow.fns[i](event, actionApi);
         // An async function's promise goes back to Rust, which reads how it settled
-        // once the job queue ran (`Engine::settle`): a `then` here cost a tenth of a
-        // step. Any other thenable is followed as `await` would.
+        // once the job queue ran (`Engine::settle`): a `then` here was a seventh of a
+        // flow's time. Any other thenable is followed as `await` would.
         if (ret instanceof NativePromise) return ret;
         if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
           // Settles within this step (its jobs run before the next starts, and nothing
@@ -688,12 +695,7 @@ globalThis.ServerError = ServerError;
         flow.lines = logs;
         logs = [];
       }
-      if (timers.length !== 0) timers = [];
-      if (inflightCount !== 0 || outbox.length !== 0) {
-        inflight = create(null);
-        inflightCount = 0;
-        outbox = [];
-      }
+      dropLeftovers();
       return flow;
     },
     flowFire: function (flow) {
@@ -760,12 +762,7 @@ globalThis.ServerError = ServerError;
       // Nothing timed, but answers are awaited: wait for them (Rust bounds the wait).
       if (!state.done && inflightCount > 0) return 2147483647;
       // Fresh arrays only when needed: Rust takes null as no lines.
-      if (timers.length !== 0) timers = [];
-      if (inflightCount !== 0 || outbox.length !== 0) {
-        inflight = create(null);
-        inflightCount = 0;
-        outbox = [];
-      }
+      dropLeftovers();
       if (logs.length === 0) return null;
       const lines = logs;
       logs = [];
@@ -787,20 +784,14 @@ globalThis.ServerError = ServerError;
         out = stringify({ state: state, next: -1, logs: logs });
       }
       logs = [];
-      timers = [];
-      outbox = [];
-      inflight = create(null);
-      inflightCount = 0;
+      dropLeftovers();
       return out;
     },
     // Drops console lines and timers that ran outside any invocation (the hook's top
     // level, or jobs queued by its toJSON methods while the result was serialized).
     reset: function () {
       logs = [];
-      timers = [];
-      outbox = [];
-      inflight = create(null);
-      inflightCount = 0;
+      dropLeftovers();
     },
   };
   return driver;
