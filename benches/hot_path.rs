@@ -114,7 +114,7 @@ fn bench_hooks(c: &mut Criterion) {
     g.bench_function("context_create_and_compile", |b| {
         b.iter(|| Engine::compile(black_box(SEED), "{}", Limits::default()).unwrap())
     });
-    let input = tokenhook::hooks::input_json(&call(), None);
+    let input = std::rc::Rc::new(tokenhook::hooks::input_json(&call(), None));
     let mut engine = Engine::compile(SEED, "{}", Limits::default()).unwrap();
     g.bench_function("seed_inline_warm", |b| {
         b.iter(|| {
@@ -160,7 +160,7 @@ fn bench_hooks(c: &mut Criterion) {
     let mut g = c.benchmark_group("flow");
     // One engine alone, without the pool: what one Action call costs in Boa, for the
     // nine claims in one Action and three of them in one (a step of the flow).
-    let input = tokenhook::hooks::input_json(&call(), None);
+    let input = std::rc::Rc::new(tokenhook::hooks::input_json(&call(), None));
     for (name, n) in [
         ("inline_action_nine_claims", 9),
         ("inline_action_three_claims", 3),

@@ -41,7 +41,7 @@ fn main() {
         .expect("target dir");
 
     // The engine alone, on this thread: the floor.
-    let input = tokenhook::hooks::input_json(&call(), None);
+    let input = std::rc::Rc::new(tokenhook::hooks::input_json(&call(), None));
     let mut engine = Engine::compile(&source, "{}", Limits::default()).expect("compiles");
     let (t0, c0, mut n) = (Instant::now(), ticks(), 0u64);
     while t0.elapsed() < Duration::from_secs(seconds) {

@@ -830,8 +830,13 @@
     return output;
   }
   // type: 0 an object's property, 1 an array's extra key, 2 an array entry.
+  // Marks the getters of an Action's event's parts (prelude.js `markParts`).
+  const eventPart = Symbol.for("tokenhook.eventPart");
   function formatProperty(ctx, value, recurseTimes, key, type) {
-    const desc = Object.getOwnPropertyDescriptor(value, key) || { value: value[key], enumerable: true };
+    let desc = Object.getOwnPropertyDescriptor(value, key) || { value: value[key], enumerable: true };
+    // A part of an Action's event, made when first read (src/hooks/engine/event.rs):
+    // shown as the data it is, not as the accessor it is made by.
+    if (typeof desc.get === "function" && desc.get[eventPart] === true) desc = { value: value[key], enumerable: true };
     let str;
     if (desc.value !== undefined || !("get" in desc)) {
       ctx.indentationLvl += 2;

@@ -8,14 +8,15 @@
 //! pitfalls of Boa's `to_json` (cycles reported for functions, `Date` as `{}`).
 
 use boa_engine::builtins::promise::PromiseState;
+use boa_engine::object::FunctionObjectBuilder;
 use boa_engine::object::builtins::JsArray;
 use boa_engine::object::builtins::{JsFunction, JsPromise};
-use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
-use boa_engine::property::Attribute;
 use boa_engine::{Context, JsObject, JsString, JsValue, NativeFunction, Source, js_string};
 use serde::Deserialize;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod event;
 mod json;
 mod native;
 
@@ -197,14 +198,6 @@ pub trait Host {
 
 /// The driver's functions behind the accessors of an Action's event.
 #[derive(Clone)]
-struct Accessors {
-    /// `event.transaction.target_scopes`.
-    target_scopes: JsFunction,
-    /// `event.accessToken.customClaims` of a step after the first.
-    claims_get: JsFunction,
-    claims_set: JsFunction,
-}
-
 /// The request ids of a driver outbox batch.
 #[derive(Deserialize)]
 struct Outgoing {
@@ -218,10 +211,10 @@ pub struct Engine {
     hook_fn: JsValue,
     /// The step running now (Actions: its index).
     current: usize,
-    /// Each Action's secrets, for the events Rust builds (`event`).
-    secrets: Vec<serde_json::Value>,
-    /// `driver.step` and the accessors Rust puts on each event (Actions only).
-    step: Option<(JsObject, Accessors)>,
+    /// Each Action's secrets, for the events Rust makes (`event::Events`).
+    secrets: Rc<Vec<serde_json::Value>>,
+    /// `driver.step` and what makes each Action's event (Actions only).
+    step: Option<(JsObject, event::Events)>,
     /// `driver.stepSettled`, and the current Action's promise until it settled.
     step_settled: Option<JsObject>,
     promise: Option<JsPromise>,
@@ -355,18 +348,22 @@ impl Engine {
                             .ok_or_else(|| internal(format!("driver's {name} is not a function")))
                     })
                 };
-                let accessors = Accessors {
-                    target_scopes: function("targetScopes")?,
-                    claims_get: function("claimsGet")?,
-                    claims_set: function("claimsSet")?,
-                };
-                Some((method(&mut ctx, "step")?, accessors))
+                let (target_scopes, view_claims, mark) = (
+                    function("targetScopes")?,
+                    function("viewClaims")?,
+                    function("markParts")?,
+                );
+                let events = event::Events::new(target_scopes, view_claims, &mark, &mut ctx)
+                    .map_err(|e| internal(describe(e)))?;
+                Some((method(&mut ctx, "step")?, events))
             }
         };
-        let secrets = steps
-            .iter()
-            .map(|(_, json)| serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
-            .collect();
+        let secrets = Rc::new(
+            steps
+                .iter()
+                .map(|(_, json)| serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+                .collect(),
+        );
         let (entry, poll, fire) = match form {
             Form::Legacy => ("legacy", "poll", "fireTimers"),
             Form::Action => ("actions", "flowPoll", "flowFire"),
@@ -478,7 +475,7 @@ impl Engine {
     /// last step that ran, for an engine of several Actions).
     pub fn call(
         &mut self,
-        input: &serde_json::Value,
+        input: &Rc<serde_json::Value>,
         deadline: Instant,
     ) -> (RawOutcome, Vec<LogLine>) {
         match self.call_steps(input, deadline, &[]).pop() {
@@ -500,7 +497,7 @@ impl Engine {
     /// until `due`) or `due`, whichever is first.
     pub fn call_steps(
         &mut self,
-        input: &serde_json::Value,
+        input: &Rc<serde_json::Value>,
         due: Instant,
         limits: &[Duration],
     ) -> Vec<Reply> {
@@ -643,12 +640,13 @@ impl Engine {
         }
     }
 
-    /// Runs the current Action of `flow` with an event built from `input`.
-    fn start_step(&mut self, flow: &JsValue, input: &serde_json::Value) -> Result<(), String> {
-        let Some((step, accessors)) = self.step.clone() else {
+    /// Runs the current Action of `flow` with its event, made from `input`.
+    fn start_step(&mut self, flow: &JsValue, input: &Rc<serde_json::Value>) -> Result<(), String> {
+        let target = self.target(input);
+        let Some((step, events)) = &self.step else {
             return Err("not an engine of Actions".into());
         };
-        let (event, target) = self.event(input, &accessors);
+        let event = events.make(input, &self.secrets, self.current, flow, &mut self.ctx);
         let ret = step
             .call(
                 &self.driver,
@@ -684,124 +682,16 @@ impl Engine {
         Ok(true)
     }
 
-    /// The current Action's event (Auth0's `credentials-exchange` event, D19 for what
-    /// the steps before it did) and its live target scopes, built from `input` as fresh
-    /// objects: what one step does to its event no later step sees (Auth0 keeps the
-    /// event immutable and side effects in `api`). Built here since the same object
-    /// literal cost Boa more than the rest of a step; the keys keep the order of
-    /// Auth0's event, which `JSON.stringify(event)` shows.
-    fn event(&mut self, input: &serde_json::Value, accessors: &Accessors) -> (JsValue, JsValue) {
+    /// The current Action's live target scopes as the flow starts them: the request's
+    /// (or the Hook's, D19); the driver carries a step's changes to the next.
+    fn target(&mut self, input: &serde_json::Value) -> JsValue {
         use serde_json::Value;
-        let ctx = &mut self.ctx;
-        let field = |v: Option<&Value>, ctx: &mut Context| match v {
-            Some(v) => json::input(v, ctx),
-            None => JsValue::undefined(),
-        };
-        let list = |v: Option<&Value>, ctx: &mut Context| match v {
-            Some(v @ Value::Array(_)) => json::input(v, ctx),
-            _ => json::input(&Value::Array(Vec::new()), ctx),
-        };
-        let object = |v: Option<&Value>, ctx: &mut Context| match v {
-            Some(v @ Value::Object(_)) => json::input(v, ctx),
-            _ => json::input(&Value::Object(Default::default()), ctx),
-        };
-        let client = input.get("client");
-        let at = |k: &str| client.and_then(|c| c.get(k));
-        let request = input.get("request");
-        let req = |k: &str| request.and_then(|r| r.get(k));
-        let granted = input.get("scope");
-        let target = match input.get("target_scopes") {
-            Some(t @ Value::Array(_)) => json::input(t, ctx),
-            _ => list(granted, ctx),
-        };
-        let first = self.current == 0;
-        let access_token = {
-            let scope = list(granted, ctx);
-            let claims = first.then(|| object(input.get("custom_claims"), ctx));
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("scope"), scope, Attribute::all());
-            match claims {
-                Some(claims) => o.property(js_string!("customClaims"), claims, Attribute::all()),
-                // Later steps: what the steps before did, made when first read.
-                None => o.accessor(
-                    js_string!("customClaims"),
-                    Some(accessors.claims_get.clone()),
-                    Some(accessors.claims_set.clone()),
-                    Attribute::ENUMERABLE | Attribute::CONFIGURABLE,
-                ),
-            };
-            o.build()
-        };
-        let client_obj = {
-            let id = field(at("id"), ctx);
-            let name = field(at("name"), ctx);
-            let metadata = object(at("metadata"), ctx);
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("client_id"), id, Attribute::all())
-                .property(js_string!("name"), name, Attribute::all())
-                .property(js_string!("metadata"), metadata, Attribute::all());
-            o.build()
-        };
-        let request_obj = {
-            let body = object(req("body"), ctx);
-            let keys = [
-                ("ip", js_string!("ip")),
-                ("method", js_string!("method")),
-                ("hostname", js_string!("hostname")),
-                ("user_agent", js_string!("user_agent")),
-                ("language", js_string!("language")),
-            ];
-            let values: Vec<(JsString, JsValue)> = keys
-                .into_iter()
-                .map(|(k, key)| (key, field(req(k), ctx)))
-                .collect();
-            let query = json::input(&Value::Object(Default::default()), ctx);
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("body"), body, Attribute::all());
-            for (key, v) in values {
-                o.property(key, v, Attribute::all());
+        match (input.get("target_scopes"), input.get("scope")) {
+            (Some(t @ Value::Array(_)), _) | (_, Some(t @ Value::Array(_))) => {
+                json::input(t, &mut self.ctx)
             }
-            o.property(js_string!("query"), query, Attribute::all());
-            o.build()
-        };
-        let resource_server = {
-            let id = field(input.get("audience"), ctx);
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("identifier"), id, Attribute::all());
-            o.build()
-        };
-        let tenant = {
-            let id = field(at("tenant"), ctx);
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("id"), id, Attribute::all());
-            o.build()
-        };
-        let transaction = {
-            let requested = list(input.get("requested_scope"), ctx);
-            let mut o = ObjectInitializer::new(ctx);
-            o.property(js_string!("requested_scopes"), requested, Attribute::all());
-            o.accessor(
-                js_string!("target_scopes"),
-                Some(accessors.target_scopes.clone()),
-                None,
-                Attribute::ENUMERABLE,
-            );
-            o.build()
-        };
-        let secrets = object(self.secrets.get(self.current), ctx);
-        let mut o = ObjectInitializer::new(ctx);
-        o.property(js_string!("accessToken"), access_token, Attribute::all())
-            .property(js_string!("client"), client_obj, Attribute::all())
-            .property(js_string!("request"), request_obj, Attribute::all())
-            .property(
-                js_string!("resource_server"),
-                resource_server,
-                Attribute::all(),
-            )
-            .property(js_string!("tenant"), tenant, Attribute::all())
-            .property(js_string!("transaction"), transaction, Attribute::all())
-            .property(js_string!("secrets"), secrets, Attribute::all());
-        (o.build().into(), target)
+            _ => json::input(&Value::Array(Vec::new()), &mut self.ctx),
+        }
     }
 
     /// The driver entry's arguments (see `legacy` and `actions` in prelude.js): the hook

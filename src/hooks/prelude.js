@@ -450,9 +450,6 @@ globalThis.ServerError = ServerError;
   };
 
   // --- What a later Action of a flow sees (D19, as `flow::View` in Rust) --------------
-  // Each later step's accessToken → [its flow, its index]: its customClaims show that
-  // flow's steps before it, even read after the request (an event a hook kept).
-  const viewOf = new WeakMap();
   // Drops the timers and `fetch` requests an invocation or step left behind, so none
   // runs or settles during the next (fresh objects only when needed).
   function dropLeftovers() {
@@ -546,20 +543,16 @@ globalThis.ServerError = ServerError;
     setNotify: function (f) {
       noteFetch = f;
     },
-    // `event.transaction.target_scopes`, which Rust defines on each event it builds.
+    // `event.transaction.target_scopes`, which Rust defines on each event it makes.
     targetScopes: targetScopes.get,
-    // `event.accessToken.customClaims` of a step after the first: made when first read
-    // (most Actions never do, and converting every earlier claim cost a good part of a
-    // step), then an ordinary property.
-    claimsGet: function () {
-      const at = viewOf.get(this);
-      if (at === undefined) return undefined;
-      const v = viewClaims(at[0], at[1]);
-      defineProperty(this, "customClaims", { value: v, writable: true, enumerable: true, configurable: true });
-      return v;
-    },
-    claimsSet: function (v) {
-      defineProperty(this, "customClaims", { value: v, writable: true, enumerable: true, configurable: true });
+    // `event.accessToken.customClaims` of a step after the first, made when first read
+    // from the flow the event came from (engine/event.rs).
+    viewClaims: viewClaims,
+    // The getters of the event's parts, marked so that `util.inspect` shows their values
+    // (builtins.js `formatProperty`) rather than "[Getter/Setter]".
+    markParts: function (getters) {
+      const mark = Symbol.for("tokenhook.eventPart");
+      for (const g of getters) defineProperty(g, mark, { value: true });
     },
     setClaimRule: function (f) {
       claimCarried = f;
@@ -624,7 +617,7 @@ globalThis.ServerError = ServerError;
     // Actions: exports.onExecuteCredentialsExchange = async (event, api) => { … }
     // The Actions of a flow run in one call, each after the one before it settled
     // (D19, D21): `actions` starts the flow, then Rust hands `step` each Action's event,
-    // built fresh from JSON with what the steps before it did (`flow::View`), and the
+    // whose parts it makes from the request when first read (engine/event.rs), and the
     // live target scopes. The event comes from Rust since building it here cost more
     // than the rest of a step.
     actions: function (fns, cache, startedAt, baseClaims) {
@@ -651,7 +644,6 @@ globalThis.ServerError = ServerError;
       flow.state = state;
       flow.lines = null;
       cur = { state: state, target: flow.target === null ? target : copyList(flow.target), store: flow.store };
-      if (i > 0) viewOf.set(event.accessToken, [flow, i]);
       try {
         const ret = flow.fns[i](event, actionApi);
         // An async function's promise goes back to Rust, which reads how it settled

@@ -25,7 +25,7 @@ impl Inline {
         let mut engine = self.engine.borrow_mut();
         let form = engine.form();
         let snapshot = (form == Form::Action).then(|| self.cache.snapshot(cache::now_ms()));
-        let input = input_json(call, snapshot.as_ref());
+        let input = std::rc::Rc::new(input_json(call, snapshot.as_ref()));
         let (outcome, logs) = engine.call(&input, Instant::now() + self.timeout);
         let (result, ops) = interpret(form, "t", outcome, self.timeout);
         self.cache.apply(ops, cache::now_ms());
@@ -738,7 +738,7 @@ fn sources_are_modules_of_their_own_d21() {
     ));
     let mut e = Engine::compile_steps(&[(first, "{}"), (second, "{}")], Limits::default())
         .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
-    let input = input_json(&call(), None);
+    let input = std::rc::Rc::new(input_json(&call(), None));
     let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
     let claims: Vec<serde_json::Value> = replies
         .iter()
@@ -775,7 +775,11 @@ fn a_kept_event_shows_its_own_requests_claims_d21() {
     let claims_of = |e: &mut Engine, n: &str| {
         let mut input = input_json(&call(), None);
         input["client"]["metadata"]["n"] = json!(n);
-        let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
+        let replies = e.call_steps(
+            &std::rc::Rc::new(input),
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
         match replies.last() {
             Some(engine::Reply::Finished(text)) => match engine::parse_finished(text).0 {
                 RawOutcome::Finished { state } => serde_json::Value::Object(state.claims),
@@ -789,4 +793,69 @@ fn a_kept_event_shows_its_own_requests_claims_d21() {
         claims_of(&mut e, "2"),
         json!({"https://x/kept": "1", "https://x/now": "2"})
     );
+}
+
+// The event's parts are made when first read (engine/event.rs). Each check names what
+// breaks it: parts made from the engine's current call rather than the event's own
+// (`kept`); a part shared between the steps' events or made anew on each read (`fresh`,
+// `same`); accessors that are not enumerable, out of Auth0's order or not writable
+// (`keys`, `json`, `written`); `util.inspect` showing "[Getter/Setter]" (`inspect`).
+#[test]
+fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
+    let first = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                 const same = e.client === e.client && e.client.metadata === e.client.metadata; \
+                 e.client.metadata.mine = 'step0'; \
+                 e.request = 'written'; \
+                 api.accessToken.setCustomClaim('https://x/same', same); \
+                 api.accessToken.setCustomClaim('https://x/written', e.request); \
+                 api.accessToken.setCustomClaim('https://x/keys', Object.keys({ ...e }).join()); \
+                 api.accessToken.setCustomClaim('https://x/json', JSON.parse(JSON.stringify(e)).client.client_id); };";
+    let second = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                  api.accessToken.setCustomClaim('https://x/fresh', e.client.metadata.mine === undefined && typeof e.request === 'object'); \
+                  api.accessToken.setCustomClaim('https://x/inspect', require('util').inspect(e, { depth: 0 })); \
+                  if (!globalThis.kept) { globalThis.kept = e; return; } \
+                  api.accessToken.setCustomClaim('https://x/kept', globalThis.kept.client.metadata.n + '/' + globalThis.kept.secrets.s); };";
+    let mut e = Engine::compile_steps(
+        &[(first, r#"{"s":"one"}"#), (second, r#"{"s":"two"}"#)],
+        Limits::default(),
+    )
+    .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
+    let claims_of = |e: &mut Engine, n: &str| {
+        let mut input = input_json(&call(), None);
+        input["client"]["metadata"]["n"] = json!(n);
+        let replies = e.call_steps(
+            &std::rc::Rc::new(input),
+            Instant::now() + Duration::from_secs(5),
+            &[],
+        );
+        let mut claims = serde_json::Map::new();
+        for r in &replies {
+            match r {
+                engine::Reply::Finished(text) => match engine::parse_finished(text).0 {
+                    RawOutcome::Finished { state } => claims.extend(state.claims),
+                    other => panic!("{other:?}"),
+                },
+                engine::Reply::Ended(outcome, _) => panic!("{outcome:?}"),
+            }
+        }
+        assert_eq!(replies.len(), 2);
+        claims
+    };
+    let one = claims_of(&mut e, "1");
+    assert_eq!(one["https://x/same"], json!(true));
+    assert_eq!(one["https://x/written"], json!("written"));
+    assert_eq!(
+        one["https://x/keys"],
+        json!("accessToken,client,request,resource_server,tenant,transaction,secrets")
+    );
+    assert_eq!(one["https://x/json"], json!(call().client.id));
+    assert_eq!(one["https://x/fresh"], json!(true));
+    let inspect = one["https://x/inspect"].as_str().unwrap_or_default();
+    assert!(
+        inspect.contains("client: [Object]") && !inspect.contains("Getter"),
+        "{inspect}"
+    );
+    assert!(!one.contains_key("https://x/kept"));
+    let two = claims_of(&mut e, "2");
+    assert_eq!(two["https://x/kept"], json!("1/two"));
 }
