@@ -215,8 +215,10 @@ pub struct Engine {
     secrets: Rc<Vec<serde_json::Value>>,
     /// `driver.step` and what makes each Action's event (Actions only).
     step: Option<(JsObject, event::Events)>,
-    /// `driver.stepSettled`, and the current Action's promise until it settled.
-    step_settled: Option<JsObject>,
+    /// `driver.stepRejected`, and the current Action's promise until it settled.
+    step_rejected: Option<JsObject>,
+    /// The current Action's promise was fulfilled; the next poll tells the driver.
+    fulfilled: bool,
     promise: Option<JsPromise>,
     driver: JsValue,
     // The driver's functions, looked up once.
@@ -335,9 +337,9 @@ impl Engine {
                 .filter(JsObject::is_callable)
                 .ok_or_else(|| internal(format!("driver has no {name}")))
         };
-        let step_settled = match form {
+        let step_rejected = match form {
             Form::Legacy => None,
-            Form::Action => Some(method(&mut ctx, "stepSettled")?),
+            Form::Action => Some(method(&mut ctx, "stepRejected")?),
         };
         let step = match form {
             Form::Legacy => None,
@@ -384,7 +386,8 @@ impl Engine {
             current: 0,
             secrets,
             step,
-            step_settled,
+            step_rejected,
+            fulfilled: false,
             promise: None,
             driver: JsValue::from(driver),
             entry,
@@ -504,6 +507,7 @@ impl Engine {
         self.pending.clear();
         self.current = 0;
         self.promise = None;
+        self.fulfilled = false;
         let deadline_of = |i: usize| {
             limits
                 .get(i)
@@ -511,7 +515,10 @@ impl Engine {
         };
         let mut deadline = deadline_of(0);
         let mut replies = Vec::new();
-        let args = self.arguments(input);
+        let mut args = self.arguments(input);
+        if self.form == Form::Action {
+            args.push(self.target(input));
+        }
         let state = match self.entry.call(&self.driver, &args, &mut self.ctx) {
             Ok(state) => state,
             Err(e) => {
@@ -544,21 +551,20 @@ impl Engine {
                 Ok(false) => {}
                 Err(message) => return self.ended(replies, RawOutcome::Aborted { message }),
             }
-            let polled =
-                match self
-                    .poll
-                    .call(&self.driver, std::slice::from_ref(&state), &mut self.ctx)
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return self.ended(
-                            replies,
-                            RawOutcome::Aborted {
-                                message: describe(e),
-                            },
-                        );
-                    }
-                };
+            // Legacy `poll` takes the state alone.
+            let poll_args = [state.clone(), JsValue::from(self.fulfilled)];
+            self.fulfilled = false;
+            let polled = match self.poll.call(&self.driver, &poll_args, &mut self.ctx) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self.ended(
+                        replies,
+                        RawOutcome::Aborted {
+                            message: describe(e),
+                        },
+                    );
+                }
+            };
             // The driver answers the milliseconds to the next timer while timers are
             // pending; else the step is over (settled, or nothing queued and nothing
             // pending, D8) and it answers the console lines (null for none), or for
@@ -642,7 +648,6 @@ impl Engine {
 
     /// Runs the current Action of `flow` with its event, made from `input`.
     fn start_step(&mut self, flow: &JsValue, input: &Rc<serde_json::Value>) -> Result<(), String> {
-        let target = self.target(input);
         let Some((step, events)) = &self.step else {
             return Err("not an engine of Actions".into());
         };
@@ -650,12 +655,7 @@ impl Engine {
         let ret = step
             .call(
                 &self.driver,
-                &[
-                    flow.clone(),
-                    JsValue::from(self.current as u32),
-                    event,
-                    target,
-                ],
+                &[flow.clone(), JsValue::from(self.current as u32), event],
                 &mut self.ctx,
             )
             .map_err(describe)?;
@@ -664,26 +664,27 @@ impl Engine {
     }
 
     /// Hands the driver how the current Action's promise settled, once it did; true if
-    /// it did now (the driver's handler may have queued jobs).
+    /// JS ran for it (a rejection's handler may have queued jobs). A fulfilment runs no
+    /// JS of its own: the next poll carries it.
     fn settle(&mut self) -> Result<bool, String> {
         let state = match self.promise.as_ref().map(JsPromise::state) {
             None | Some(PromiseState::Pending) => return Ok(false),
             Some(s) => s,
         };
         self.promise = None;
-        let args = match state {
-            PromiseState::Rejected(reason) => [JsValue::from(true), reason],
-            _ => [JsValue::from(false), JsValue::undefined()],
+        let PromiseState::Rejected(reason) = state else {
+            self.fulfilled = true;
+            return Ok(false);
         };
-        if let Some(f) = &self.step_settled {
-            f.call(&self.driver, &args, &mut self.ctx)
+        if let Some(f) = &self.step_rejected {
+            f.call(&self.driver, &[reason], &mut self.ctx)
                 .map_err(describe)?;
         }
         Ok(true)
     }
 
-    /// The current Action's live target scopes as the flow starts them: the request's
-    /// (or the Hook's, D19); the driver carries a step's changes to the next.
+    /// The target scopes the flow's Actions start from: the request's (or the Hook's,
+    /// D19); the driver carries a step's changes to the next.
     fn target(&mut self, input: &serde_json::Value) -> JsValue {
         use serde_json::Value;
         match (input.get("target_scopes"), input.get("scope")) {

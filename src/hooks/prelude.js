@@ -341,10 +341,16 @@ globalThis.ServerError = ServerError;
   }
 
   // The Action API, made once (see `driver.action`): every function works on `cur`.
-  let cur = { state: { claims: create(null), cache_ops: [] }, target: [], store: create(null) };
+  // `target`: the step's live target scopes, copied from `from` (the flow's, which no
+  // step may change in place) when first changed, as most steps never do.
+  let cur = { state: { claims: create(null), cache_ops: [] }, target: null, from: [], store: create(null) };
+  function liveTarget() {
+    if (cur.target === null) cur.target = copyList(cur.from);
+    return cur.target;
+  }
   const targetScopes = {
     enumerable: true,
-    get: function () { return copyList(cur.target); },
+    get: function () { return copyList(cur.target === null ? cur.from : cur.target); },
   };
   function changed() {
     cur.state.target_changed = true;
@@ -421,13 +427,14 @@ globalThis.ServerError = ServerError;
   actionApi.transaction = {
     addTargetScope: function (s) {
       checkScope(s);
-      if (cur.target.indexOf(s) < 0) cur.target.push(s);
+      const target = liveTarget();
+      if (target.indexOf(s) < 0) target.push(s);
       changed();
       return actionApi;
     },
     removeTargetScope: function (s) {
       checkScope(s);
-      cur.target = without(cur.target, function (x) { return x === s; });
+      cur.target = without(liveTarget(), function (x) { return x === s; });
       changed();
       return actionApi;
     },
@@ -620,7 +627,7 @@ globalThis.ServerError = ServerError;
     // whose parts it makes from the request when first read (engine/event.rs), and the
     // live target scopes. The event comes from Rust since building it here cost more
     // than the rest of a step.
-    actions: function (fns, cache, startedAt, baseClaims) {
+    actions: function (fns, cache, startedAt, baseClaims, initialTarget) {
       // api.cache: a snapshot of the shared store, which every step of the flow reads
       // and writes; the writes go back to the sidecar (each step's `cache_ops`).
       const started = Number(startedAt) || now();
@@ -632,18 +639,19 @@ globalThis.ServerError = ServerError;
         }
       }
       // `states`: the finished steps', whose claims later events show (`viewClaims`);
-      // `target`: the live target scopes once a step changed them; `goesOn`: whether
-      // the step that just ended lets the request go on.
+      // `initial`: the request's target scopes (or the Hook's, D19); `target`: the live
+      // ones once a step changed them; `goesOn`: whether the step that just ended lets
+      // the request go on.
       return {
-        fns: fns, store: store, state: null, lines: null, states: [], target: null, goesOn: false,
+        fns: fns, store: store, state: null, lines: null, states: [], initial: initialTarget, target: null, goesOn: false,
         base: baseClaims !== null && typeof baseClaims === "object" ? baseClaims : {},
       };
     },
-    step: function (flow, i, event, target) {
+    step: function (flow, i, event) {
       const state = { done: false, claims: create(null), cache_ops: [] };
       flow.state = state;
       flow.lines = null;
-      cur = { state: state, target: flow.target === null ? target : copyList(flow.target), store: flow.store };
+      cur = { state: state, target: null, from: flow.target === null ? flow.initial : flow.target, store: flow.store };
       try {
         const ret = flow.fns[i](event, actionApi);
         // An async function's promise goes back to Rust, which reads how it settled
@@ -664,15 +672,17 @@ globalThis.ServerError = ServerError;
       }
       return undefined;
     },
-    // How the step's promise settled, as Rust read it: `actionSettled`/`actionFailed`.
-    stepSettled: function (rejected, reason) {
-      if (rejected) actionFailed(reason);
-      else actionSettled();
+    // How the step's promise was rejected, as Rust read it (`Engine::settle`).
+    stepRejected: function (reason) {
+      actionFailed(reason);
     },
     // After the job queue ran: as `poll` while the current step goes on; once it is
     // over, the flow, holding the step's state and console lines (null for none), with
     // whatever the step left behind dropped so it cannot run during the next one.
-    flowPoll: function (flow) {
+    // `fulfilled`: Rust read that the step's promise was fulfilled (no JS needs to run
+    // for it, so it comes with this call).
+    flowPoll: function (flow, fulfilled) {
+      if (fulfilled === true) actionSettled();
       if (!flow.state.done) {
         const next = driver.nextTimer();
         if (next >= 0) return next;
@@ -687,7 +697,7 @@ globalThis.ServerError = ServerError;
         flow.lines = logs;
         logs = [];
       }
-      dropLeftovers();
+      if (timers.length !== 0 || inflightCount !== 0 || outbox.length !== 0) dropLeftovers();
       return flow;
     },
     flowFire: function (flow) {
