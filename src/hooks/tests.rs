@@ -799,7 +799,8 @@ fn a_kept_event_shows_its_own_requests_claims_d21() {
 // breaks it: parts made from the engine's current call rather than the event's own
 // (`kept`); a part shared between the steps' events or made anew on each read (`fresh`,
 // `same`); accessors that are not enumerable, out of Auth0's order or not writable
-// (`keys`, `json`, `written`); `util.inspect` showing "[Getter/Setter]" (`inspect`).
+// (`keys`, `json`, `written`), or writable once the event is frozen (`frozen`);
+// `util.inspect` showing "[Getter/Setter]" (`inspect`).
 #[test]
 fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
     let first = "exports.onExecuteCredentialsExchange = async (e, api) => { \
@@ -809,7 +810,9 @@ fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
                  api.accessToken.setCustomClaim('https://x/same', same); \
                  api.accessToken.setCustomClaim('https://x/written', e.request); \
                  api.accessToken.setCustomClaim('https://x/keys', Object.keys({ ...e }).join()); \
-                 api.accessToken.setCustomClaim('https://x/json', JSON.parse(JSON.stringify(e)).client.client_id); };";
+                 api.accessToken.setCustomClaim('https://x/json', JSON.parse(JSON.stringify(e)).client.client_id); \
+                 Object.freeze(e); e.tenant = 1; \
+                 api.accessToken.setCustomClaim('https://x/frozen', typeof e.tenant === 'object' && e.secrets.s === 'one'); };";
     let second = "exports.onExecuteCredentialsExchange = async (e, api) => { \
                   api.accessToken.setCustomClaim('https://x/fresh', e.client.metadata.mine === undefined && typeof e.request === 'object'); \
                   api.accessToken.setCustomClaim('https://x/inspect', require('util').inspect(e, { depth: 0 })); \
@@ -849,6 +852,7 @@ fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
         json!("accessToken,client,request,resource_server,tenant,transaction,secrets")
     );
     assert_eq!(one["https://x/json"], json!(call().client.id));
+    assert_eq!(one["https://x/frozen"], json!(true));
     assert_eq!(one["https://x/fresh"], json!(true));
     let inspect = one["https://x/inspect"].as_str().unwrap_or_default();
     assert!(

@@ -17,10 +17,11 @@
 
 use super::json;
 use boa_engine::object::builtins::{JsArray, JsFunction};
-use boa_engine::object::{FunctionObjectBuilder, ObjectInitializer};
+use boa_engine::object::{FunctionObjectBuilder, IntegrityLevel, ObjectInitializer};
 use boa_engine::property::Attribute;
 use boa_engine::{
-    Context, Finalize, JsData, JsResult, JsString, JsValue, NativeFunction, Trace, js_string,
+    Context, Finalize, JsData, JsObject, JsResult, JsString, JsValue, NativeFunction, Trace,
+    js_string,
 };
 use serde_json::Value;
 use std::rc::Rc;
@@ -199,12 +200,20 @@ fn part_get(this: &JsValue, _: &[JsValue], part: &Part, ctx: &mut Context) -> Js
     Ok(v)
 }
 
-fn part_set(this: &JsValue, args: &[JsValue], part: &Part, _: &mut Context) -> JsResult<JsValue> {
-    if let Some(mut d) = this
-        .as_object()
-        .as_ref()
-        .and_then(|o| o.downcast_mut::<EventOf>())
-    {
+/// Whether writes to the parts of `o` go through: not once it was frozen, as a frozen
+/// object's data properties stay (a sealed one too: its accessors look alike).
+fn writable(o: &JsObject, ctx: &mut Context) -> JsResult<bool> {
+    Ok(!o.test_integrity_level(IntegrityLevel::Frozen, ctx)?)
+}
+
+fn part_set(this: &JsValue, args: &[JsValue], part: &Part, ctx: &mut Context) -> JsResult<JsValue> {
+    let Some(o) = this.as_object() else {
+        return Ok(JsValue::undefined());
+    };
+    if !writable(&o, ctx)? {
+        return Ok(JsValue::undefined());
+    }
+    if let Some(mut d) = o.downcast_mut::<EventOf>() {
         d.made[part.index] = Some(args.first().cloned().unwrap_or_default());
     }
     Ok(JsValue::undefined())
@@ -237,12 +246,14 @@ fn claims_get(
     Ok(v)
 }
 
-fn claims_set(this: &JsValue, args: &[JsValue], _: &mut Context) -> JsResult<JsValue> {
-    if let Some(mut d) = this
-        .as_object()
-        .as_ref()
-        .and_then(|o| o.downcast_mut::<ClaimsOf>())
-    {
+fn claims_set(this: &JsValue, args: &[JsValue], ctx: &mut Context) -> JsResult<JsValue> {
+    let Some(o) = this.as_object() else {
+        return Ok(JsValue::undefined());
+    };
+    if !writable(&o, ctx)? {
+        return Ok(JsValue::undefined());
+    }
+    if let Some(mut d) = o.downcast_mut::<ClaimsOf>() {
         d.made = Some(args.first().cloned().unwrap_or_default());
     }
     Ok(JsValue::undefined())
