@@ -759,6 +759,28 @@ fn sources_are_modules_of_their_own_d21() {
     );
 }
 
+/// Each step's claims from one call of `e`, whose client metadata `n` is `n`; every
+/// step must settle.
+fn steps_claims(e: &mut Engine, n: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut input = input_json(&call(), None);
+    input["client"]["metadata"]["n"] = json!(n);
+    let replies = e.call_steps(
+        &std::rc::Rc::new(input),
+        Instant::now() + Duration::from_secs(5),
+        &[],
+    );
+    replies
+        .iter()
+        .map(|r| match r {
+            engine::Reply::Finished(text) => match engine::parse_finished(text).0 {
+                RawOutcome::Finished { state } => state.claims,
+                other => panic!("{other:?}"),
+            },
+            engine::Reply::Ended(outcome, _) => panic!("{outcome:?}"),
+        })
+        .collect()
+}
+
 // A later step's `event.accessToken.customClaims` is made when first read (D21), from
 // the steps before it in its own request. Breaks if it were made from whatever flow ran
 // last: an event a hook kept and reads in the next request would show that request's
@@ -773,20 +795,7 @@ fn a_kept_event_shows_its_own_requests_claims_d21() {
     let mut e = Engine::compile_steps(&[(first, "{}"), (second, "{}")], Limits::default())
         .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
     let claims_of = |e: &mut Engine, n: &str| {
-        let mut input = input_json(&call(), None);
-        input["client"]["metadata"]["n"] = json!(n);
-        let replies = e.call_steps(
-            &std::rc::Rc::new(input),
-            Instant::now() + Duration::from_secs(5),
-            &[],
-        );
-        match replies.last() {
-            Some(engine::Reply::Finished(text)) => match engine::parse_finished(text).0 {
-                RawOutcome::Finished { state } => serde_json::Value::Object(state.claims),
-                other => panic!("{other:?}"),
-            },
-            other => panic!("{:?}", other.map(|_| "ended")),
-        }
+        serde_json::Value::Object(steps_claims(e, n).pop().unwrap_or_default())
     };
     assert_eq!(claims_of(&mut e, "1"), json!({}));
     assert_eq!(
@@ -824,25 +833,12 @@ fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
     )
     .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
     let claims_of = |e: &mut Engine, n: &str| {
-        let mut input = input_json(&call(), None);
-        input["client"]["metadata"]["n"] = json!(n);
-        let replies = e.call_steps(
-            &std::rc::Rc::new(input),
-            Instant::now() + Duration::from_secs(5),
-            &[],
-        );
-        let mut claims = serde_json::Map::new();
-        for r in &replies {
-            match r {
-                engine::Reply::Finished(text) => match engine::parse_finished(text).0 {
-                    RawOutcome::Finished { state } => claims.extend(state.claims),
-                    other => panic!("{other:?}"),
-                },
-                engine::Reply::Ended(outcome, _) => panic!("{outcome:?}"),
-            }
-        }
-        assert_eq!(replies.len(), 2);
-        claims
+        let steps = steps_claims(e, n);
+        assert_eq!(steps.len(), 2);
+        steps
+            .into_iter()
+            .flatten()
+            .collect::<serde_json::Map<_, _>>()
     };
     let one = claims_of(&mut e, "1");
     assert_eq!(one["https://x/same"], json!(true));
