@@ -64,7 +64,7 @@ struct ClaimsOf {
     made: Option<JsValue>,
 }
 
-/// The driver's functions the parts use, found once.
+/// The accessors the parts put on the objects they make, made or found once.
 #[derive(Clone, Trace, Finalize)]
 struct Shared {
     /// `event.transaction.target_scopes`: the live target scopes (prelude.js).
