@@ -196,8 +196,6 @@ pub trait Host {
     fn wait(&mut self, max: Duration) -> Option<String>;
 }
 
-/// The driver's functions behind the accessors of an Action's event.
-#[derive(Clone)]
 /// The request ids of a driver outbox batch.
 #[derive(Deserialize)]
 struct Outgoing {
@@ -732,13 +730,13 @@ impl Engine {
         match self.form {
             Form::Legacy => self.step_text(state, polled),
             Form::Action => {
-                let mut get = |name: &str| -> JsValue {
+                let mut get = |name: JsString| -> JsValue {
                     polled
                         .as_object()
-                        .and_then(|o| o.get(JsString::from(name), &mut self.ctx).ok())
+                        .and_then(|o| o.get(name, &mut self.ctx).ok())
                         .unwrap_or_default()
                 };
-                let (state, lines) = (get("state"), get("lines"));
+                let (state, lines) = (get(js_string!("state")), get(js_string!("lines")));
                 self.step_text(&state, lines)
             }
         }

@@ -697,7 +697,7 @@ globalThis.ServerError = ServerError;
         flow.lines = logs;
         logs = [];
       }
-      if (timers.length !== 0 || inflightCount !== 0 || outbox.length !== 0) dropLeftovers();
+      dropLeftovers();
       return flow;
     },
     flowFire: function (flow) {

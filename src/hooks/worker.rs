@@ -246,8 +246,8 @@ fn compile(steps: &[protocol::StepInit], limits: Limits) -> Result<Vec<Group>, S
 fn run_flow(groups: &mut [Group], input: &[u8], due: u64, policy: ClaimPolicy, out: &mut Vec<u8>) {
     out.push(b'[');
     // Shared with the events made from it (`engine::event`).
-    let mut json: std::rc::Rc<serde_json::Value> = match serde_json::from_slice(input) {
-        Ok(v) => std::rc::Rc::new(v),
+    let mut json: Rc<serde_json::Value> = match serde_json::from_slice(input) {
+        Ok(v) => Rc::new(v),
         Err(e) => {
             ended(
                 out,
@@ -311,7 +311,7 @@ fn advance(
     form: Form,
     policy: ClaimPolicy,
     text: &str,
-    json: &mut std::rc::Rc<serde_json::Value>,
+    json: &mut Rc<serde_json::Value>,
 ) -> bool {
     let outcome = super::engine::parse_finished(text).0;
     let (result, _) = super::interpret(form, "", outcome, Duration::ZERO);
@@ -319,7 +319,7 @@ fn advance(
         return false;
     };
     view.absorb(form, &effect, policy);
-    view.write_input(std::rc::Rc::make_mut(json));
+    view.write_input(Rc::make_mut(json));
     true
 }
 

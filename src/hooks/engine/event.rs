@@ -183,15 +183,13 @@ fn part_get(this: &JsValue, _: &[JsValue], part: &Part, ctx: &mut Context) -> Js
     let Some(o) = this.as_object() else {
         return Ok(JsValue::undefined());
     };
-    // Read through an object inheriting from an event: it has no parts of its own.
-    let Some((input, secrets, step, flow)) = (match o.downcast_ref::<EventOf>() {
+    let (input, secrets, step, flow) = match o.downcast_ref::<EventOf>() {
+        // Read through an object inheriting from an event: it has no parts of its own.
         None => return Ok(JsValue::undefined()),
         Some(d) => match &d.made[part.index] {
             Some(v) => return Ok(v.clone()),
-            None => Some((d.input.clone(), d.secrets.clone(), d.step, d.flow.clone())),
+            None => (d.input.clone(), d.secrets.clone(), d.step, d.flow.clone()),
         },
-    }) else {
-        return Ok(JsValue::undefined());
     };
     let v = make_part(part, &input, secrets.get(step), step, &flow, ctx);
     if let Some(mut d) = o.downcast_mut::<EventOf>() {
