@@ -215,6 +215,8 @@ pub struct Engine {
     step: Option<(JsObject, event::Events)>,
     /// `driver.stepRejected`, and the current Action's promise until it settled.
     step_rejected: Option<JsObject>,
+    /// `driver.follow`, for an Action's result that is an object but no native promise.
+    follow: Option<JsObject>,
     /// The current Action's promise was fulfilled; the next poll tells the driver.
     fulfilled: bool,
     promise: Option<JsPromise>,
@@ -335,9 +337,12 @@ impl Engine {
                 .filter(JsObject::is_callable)
                 .ok_or_else(|| internal(format!("driver has no {name}")))
         };
-        let step_rejected = match form {
-            Form::Legacy => None,
-            Form::Action => Some(method(&mut ctx, "stepRejected")?),
+        let (step_rejected, follow) = match form {
+            Form::Legacy => (None, None),
+            Form::Action => (
+                Some(method(&mut ctx, "stepRejected")?),
+                Some(method(&mut ctx, "follow")?),
+            ),
         };
         let step = match form {
             Form::Legacy => None,
@@ -385,6 +390,7 @@ impl Engine {
             secrets,
             step,
             step_rejected,
+            follow,
             fulfilled: false,
             promise: None,
             driver: JsValue::from(driver),
@@ -566,12 +572,11 @@ impl Engine {
             // The driver answers the milliseconds to the next timer while timers are
             // pending; else the step is over (settled, or nothing queued and nothing
             // pending, D8) and it answers the console lines (null for none), or for
-            // Actions the flow, which holds them.
+            // Actions the step's state or the flow (see `finished`).
             if polled.is_object() || polled.is_null() {
-                let (reply, clean) = self.finished(&state, polled);
+                let (reply, goes_on) = self.finished(&state, polled);
                 let go_on = self.current + 1 < self.step_count()
-                    && clean
-                    && self.flow_goes_on(&state)
+                    && goes_on
                     && matches!(&reply, Reply::Finished(_));
                 replies.push(reply);
                 if !go_on {
@@ -628,14 +633,6 @@ impl Engine {
         }
     }
 
-    /// Whether the Action that just ended lets the request go on (`flowPoll` decides
-    /// as `action_result` does).
-    fn flow_goes_on(&mut self, flow: &JsValue) -> bool {
-        flow.as_object()
-            .and_then(|o| o.get(js_string!("goesOn"), &mut self.ctx).ok())
-            .is_some_and(|v| v.to_boolean())
-    }
-
     fn step_count(&self) -> usize {
         match self.form {
             Form::Legacy => 1,
@@ -653,11 +650,23 @@ impl Engine {
         let ret = step
             .call(
                 &self.driver,
-                &[flow.clone(), JsValue::from(self.current as u32), event],
+                &[JsValue::from(self.current as u32), event],
                 &mut self.ctx,
             )
             .map_err(describe)?;
-        self.promise = ret.as_object().and_then(|o| JsPromise::from_object(o).ok());
+        self.promise = None;
+        if let Some(o) = ret.as_object() {
+            match JsPromise::from_object(o) {
+                Ok(p) => self.promise = Some(p),
+                // Some other object: a thenable is followed in JS.
+                Err(_) => {
+                    if let Some(f) = &self.follow {
+                        f.call(&self.driver, &[ret], &mut self.ctx)
+                            .map_err(describe)?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -722,14 +731,22 @@ impl Engine {
         args
     }
 
-    /// The final JSON text of a step that is over: `polled` is its console lines, or
-    /// for Actions the flow, which holds its state and lines.
-    /// Also whether the text came without an error the writing itself found (a claim
-    /// JSON cannot hold): a flow does not go on past one.
-    fn finished(&mut self, state: &JsValue, polled: JsValue) -> (Reply, bool) {
+    /// The final JSON text of a step that is over. `entry` is what the driver's entry
+    /// answered (the legacy state, or the flow); `polled` is the console lines, or for
+    /// Actions the step's state or the flow, which then holds its state and lines.
+    /// Also whether a next step may run: the text came without an error the writing
+    /// itself found (a claim JSON cannot hold), and for Actions the step lets the
+    /// request go on (`flowPoll` decides as `action_result` does).
+    fn finished(&mut self, entry: &JsValue, polled: JsValue) -> (Reply, bool) {
         match self.form {
-            Form::Legacy => self.step_text(state, polled),
+            Form::Legacy => self.step_text(entry, polled),
             Form::Action => {
+                let is_flow = matches!((entry.as_object(), polled.as_object()),
+                    (Some(f), Some(p)) if JsObject::equals(&f, &p));
+                if !is_flow {
+                    // The usual end: the request goes on and nothing was printed.
+                    return self.step_text(&polled, JsValue::null());
+                }
                 let mut get = |name: JsString| -> JsValue {
                     polled
                         .as_object()
@@ -737,7 +754,9 @@ impl Engine {
                         .unwrap_or_default()
                 };
                 let (state, lines) = (get(js_string!("state")), get(js_string!("lines")));
-                self.step_text(&state, lines)
+                let goes_on = get(js_string!("goesOn")).to_boolean();
+                let (reply, clean) = self.step_text(&state, lines);
+                (reply, clean && goes_on)
             }
         }
     }

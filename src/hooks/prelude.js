@@ -31,7 +31,6 @@ globalThis.ServerError = ServerError;
   const isArray = Array.isArray;
   const apply = Reflect.apply;
   const arrayOf = Array.of;
-  const NativePromise = Promise;
   // A shallow copy as Array.of makes it, which neither looks up a species constructor
   // (the costliest part of slice in Boa) nor reaches anything a hook can replace.
   function copyList(list) {
@@ -340,27 +339,45 @@ globalThis.ServerError = ServerError;
     return n;
   }
 
-  // The Action API, made once (see `driver.action`): every function works on `cur`.
-  // `target`: the step's live target scopes, copied from `from` (the flow's, which no
-  // step may change in place) when first changed, as most steps never do.
-  let cur = { state: { claims: create(null), cache_ops: [] }, target: null, from: [], store: create(null) };
+  // The Action API, made once (see `driver.action`): every function works on the
+  // current step's variables below, plain variables rather than an object's
+  // properties since Boa reads and writes those faster, and no object is made per step.
+  // The flow of the current call (`driver.actions`): its Actions, the target scopes
+  // the current step starts from (the request's, or the last change an earlier step
+  // made that let the request go on; no step may change it in place), the finished
+  // steps' states, and the `api.cache` store.
+  let flowFns = [];
+  let flowFrom = [];
+  let flowStates = [];
+  let curStore = create(null);
+  // The current step's state (claims and cache writes made when first needed, as most
+  // steps have none of one or the other) and its live target scopes, copied from
+  // `flowFrom` when first changed, as most steps never do.
+  let curState = { done: false };
+  let curTarget = null;
   function liveTarget() {
-    if (cur.target === null) cur.target = copyList(cur.from);
-    return cur.target;
+    if (curTarget === null) curTarget = copyList(flowFrom);
+    return curTarget;
   }
   const targetScopes = {
     enumerable: true,
-    get: function () { return copyList(cur.target === null ? cur.from : cur.target); },
+    get: function () { return copyList(curTarget === null ? flowFrom : curTarget); },
   };
   function changed() {
-    cur.state.target_changed = true;
-    cur.state.target_scopes = copyList(cur.target);
+    curState.target_changed = true;
+    curState.target_scopes = copyList(curTarget);
+  }
+  // The step's `api.cache` writes, made at the first: most steps write none.
+  function cacheOps() {
+    const state = curState;
+    if (state.cache_ops === undefined) state.cache_ops = [];
+    return state.cache_ops;
   }
   function actionSettled() {
-    cur.state.done = true;
+    curState.done = true;
   }
   function actionFailed(e) {
-    const state = cur.state;
+    const state = curState;
     state.done = true;
     state.rejected = describe(e);
     state.error = describe(e);
@@ -368,20 +385,22 @@ globalThis.ServerError = ServerError;
   const actionApi = {};
   actionApi.accessToken = {
     setCustomClaim: function (name, value) {
-      const state = cur.state;
+      const state = curState;
       name = String(name);
-      delete state.claims[name];
+      let claims = state.claims;
+      if (claims === undefined) claims = state.claims = create(null);
+      delete claims[name];
       // Not mirrored into event.accessToken.customClaims, which shows what earlier
       // steps set (D19): a claim whose value holds that object stays serializable.
       if (value !== undefined && typeof value !== "function" && typeof value !== "symbol") {
-        state.claims[name] = value;
+        claims[name] = value;
       }
       return actionApi;
     },
   };
   actionApi.access = {
     deny: function (code, reason) {
-      const state = cur.state;
+      const state = curState;
       if (!state.deny) {
         state.deny = { code: String(code), reason: reason === undefined || reason === null ? "" : String(reason) };
       }
@@ -390,12 +409,12 @@ globalThis.ServerError = ServerError;
   };
   actionApi.cache = {
     get: function (key) {
-      const e = cur.store[String(key)];
+      const e = curStore[String(key)];
       if (!e || e.expires_at <= now()) return undefined;
       return { value: e.value, expires_at: e.expires_at };
     },
     set: function (key, value, options) {
-      const store = cur.store;
+      const store = curStore;
       key = String(key);
       if (typeof value !== "string") return { type: "error", code: "INVALID_VALUE" };
       if (byteLength(key) > 64) return { type: "error", code: "KEY_TOO_LARGE" };
@@ -414,13 +433,13 @@ globalThis.ServerError = ServerError;
       for (const k of keys) if (k !== key) total += byteLength(k) + byteLength(store[k].value);
       if (total > 8192) return { type: "error", code: "CACHE_FULL" };
       store[key] = { value: value, expires_at: exp };
-      cur.state.cache_ops.push({ op: "set", key: key, value: value, expires_at: exp });
+      cacheOps().push({ op: "set", key: key, value: value, expires_at: exp });
       return { type: "success" };
     },
     delete: function (key) {
       key = String(key);
-      delete cur.store[key];
-      cur.state.cache_ops.push({ op: "delete", key: key });
+      delete curStore[key];
+      cacheOps().push({ op: "delete", key: key });
       return { type: "success" };
     },
   };
@@ -434,7 +453,7 @@ globalThis.ServerError = ServerError;
     },
     removeTargetScope: function (s) {
       checkScope(s);
-      cur.target = without(liveTarget(), function (x) { return x === s; });
+      curTarget = without(liveTarget(), function (x) { return x === s; });
       changed();
       return actionApi;
     },
@@ -445,12 +464,12 @@ globalThis.ServerError = ServerError;
         checkScope(s);
         if (next.indexOf(s) < 0) next.push(s);
       }
-      cur.target = next;
+      curTarget = next;
       changed();
       return actionApi;
     },
     clearTargetScopes: function () {
-      cur.target = [];
+      curTarget = [];
       changed();
       return actionApi;
     },
@@ -492,6 +511,7 @@ globalThis.ServerError = ServerError;
     const states = flow.states;
     for (let s = 0; s < before; s++) {
       const claims = states[s].claims;
+      if (claims === undefined) continue;
       for (const k of keysOf(claims)) {
         if (!claimCarried(k)) continue;
         delete out[k];
@@ -638,29 +658,45 @@ globalThis.ServerError = ServerError;
           if (cache[k] && cache[k].expires_at > started) store[k] = { value: String(cache[k].value), expires_at: cache[k].expires_at };
         }
       }
-      // `states`: the finished steps', whose claims later events show (`viewClaims`);
-      // `initial`: the request's target scopes (or the Hook's, D19); `target`: the live
-      // ones once a step changed them; `goesOn`: whether the step that just ended lets
-      // the request go on.
+      flowFns = fns;
+      curStore = store;
+      flowFrom = initialTarget;
+      flowStates = [];
+      // What the events of this call read later, however long a hook keeps one
+      // (`viewClaims`): the finished steps' states and the Hook's claims. `state`,
+      // `lines` and `goesOn` are written when a step ends unusually (see `flowPoll`).
       return {
-        fns: fns, store: store, state: null, lines: null, states: [], initial: initialTarget, target: null, goesOn: false,
+        states: flowStates, state: null, lines: null, goesOn: false,
         base: baseClaims !== null && typeof baseClaims === "object" ? baseClaims : {},
       };
     },
-    step: function (flow, i, event) {
-      const state = { done: false, claims: create(null), cache_ops: [] };
-      flow.state = state;
-      flow.lines = null;
-      cur = { state: state, target: null, from: flow.target === null ? flow.initial : flow.target, store: flow.store };
+    step: function (i, event) {
+      const state = { done: false };
+      curState = state;
+      curTarget = null;
       try {
-        const ret = flow.fns[i](event, actionApi);
-        // An async function's promise goes back to Rust, which reads how it settled
-        // once the job queue ran (`Engine::settle`): a `then` here was a seventh of a
-        // flow's time. Any other thenable is followed as `await` would.
-        if (ret instanceof NativePromise) return ret;
-        if (ret !== null && typeof ret === "object" && typeof ret.then === "function") {
+        const ret = flowFns[i](event, actionApi);
+        // An object (an async function's promise, nearly always) goes back to Rust,
+        // which reads how a native promise settled once the job queue ran
+        // (`Engine::settle`) and hands anything else to `follow`: a `then` or an
+        // `instanceof` here cost more than the rest of the step's driver work.
+        if (ret !== null && typeof ret === "object") return ret;
+        state.done = true;
+      } catch (e) {
+        state.done = true;
+        state.thrown = true;
+        state.error = describe(e);
+      }
+      return undefined;
+    },
+    // A step's result that is an object but no native promise: followed as `await`
+    // would if it is a thenable.
+    follow: function (ret) {
+      const state = curState;
+      try {
+        if (typeof ret.then === "function") {
           // Settles within this step (its jobs run before the next starts, and nothing
-          // it waits on outlives it), so the shared handlers find its state in `cur`.
+          // it waits on outlives it), so the shared handlers find its state.
           ret.then(actionSettled, actionFailed);
         } else {
           state.done = true;
@@ -670,38 +706,44 @@ globalThis.ServerError = ServerError;
         state.thrown = true;
         state.error = describe(e);
       }
-      return undefined;
     },
     // How the step's promise was rejected, as Rust read it (`Engine::settle`).
     stepRejected: function (reason) {
       actionFailed(reason);
     },
-    // After the job queue ran: as `poll` while the current step goes on; once it is
-    // over, the flow, holding the step's state and console lines (null for none), with
-    // whatever the step left behind dropped so it cannot run during the next one.
-    // `fulfilled`: Rust read that the step's promise was fulfilled (no JS needs to run
-    // for it, so it comes with this call).
+    // After the job queue ran: as `poll` while the current step goes on. Once it is
+    // over, with whatever the step left behind dropped so it cannot run during the
+    // next one: the step's state alone when the request goes on and nothing was
+    // printed, which is nearly always and leaves Rust nothing more to read; else the
+    // flow, holding the state, the console lines (null for none) and whether the
+    // request goes on. `fulfilled`: Rust read that the step's promise was fulfilled
+    // (no JS needs to run for it, so it comes with this call).
     flowPoll: function (flow, fulfilled) {
-      if (fulfilled === true) actionSettled();
-      if (!flow.state.done) {
+      const state = curState;
+      if (fulfilled === true) state.done = true;
+      if (!state.done) {
         const next = driver.nextTimer();
         if (next >= 0) return next;
         if (inflightCount > 0) return 2147483647;
       }
-      const state = flow.state;
-      flow.states.push(state);
+      flowStates.push(state);
       // As `action_result` (hooks/mod.rs) lets the request go on.
-      flow.goesOn = state.done && !state.deny && !state.error;
-      if (flow.goesOn && state.target_changed) flow.target = state.target_scopes;
+      const goesOn = state.done && !state.deny && !state.error;
+      if (goesOn && state.target_changed) flowFrom = state.target_scopes;
+      // Called only when something was left: a call costs Boa more than these reads.
+      if (timers.length !== 0 || inflightCount !== 0 || outbox.length !== 0) dropLeftovers();
+      if (goesOn && logs.length === 0) return state;
+      flow.state = state;
+      flow.goesOn = goesOn;
+      flow.lines = null;
       if (logs.length !== 0) {
         flow.lines = logs;
         logs = [];
       }
-      dropLeftovers();
       return flow;
     },
     flowFire: function (flow) {
-      driver.fireTimers(flow.state);
+      driver.fireTimers(curState);
     },
     // Requests made since the last look, as JSON for the sidecar; null for none.
     outbox: function () {

@@ -859,3 +859,50 @@ fn an_events_parts_are_made_when_read_and_behave_as_data_d21() {
     let two = claims_of(&mut e, "2");
     assert_eq!(two["https://x/kept"], json!("1/two"));
 }
+
+// However an Action's result comes (D21), the driver settles its step and ends the flow
+// where it should. Breaks if a thenable that is no native promise were not followed
+// (step 0 would never settle), if a result that is a plain object did not end its step
+// (step 1), if a step that printed lost its lines or stopped the flow though it let the
+// request go on (step 2 would not run, or would not see the steps before it), or if a
+// rejected thenable let the flow go on (step 4 would run).
+#[test]
+fn a_steps_result_settles_it_however_it_comes_d21() {
+    let steps = [
+        "exports.onExecuteCredentialsExchange = (e, api) => ({ then: function (ok) { api.accessToken.setCustomClaim('https://x/thenable', 1); ok(); } });",
+        "exports.onExecuteCredentialsExchange = (e, api) => { console.log('from step', 1); api.accessToken.setCustomClaim('https://x/plain', true); return { not: 'a promise' }; };",
+        "exports.onExecuteCredentialsExchange = async (e, api) => { api.accessToken.setCustomClaim('https://x/seen', Object.values(e.accessToken.customClaims).join()); };",
+        "exports.onExecuteCredentialsExchange = (e, api) => ({ then: function (ok, fail) { fail(new Error('nope')); } });",
+        "exports.onExecuteCredentialsExchange = async (e, api) => { api.accessToken.setCustomClaim('https://x/ran', true); };",
+    ];
+    let sources: Vec<(&str, &str)> = steps.iter().map(|s| (*s, "{}")).collect();
+    let mut e = Engine::compile_steps(&sources, Limits::default())
+        .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
+    let input = std::rc::Rc::new(input_json(&call(), None));
+    let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
+    let steps: Vec<(engine::State, Vec<String>)> = replies
+        .iter()
+        .map(|r| match r {
+            engine::Reply::Finished(text) => match engine::parse_finished(text) {
+                (RawOutcome::Finished { state }, logs) => {
+                    (*state, logs.into_iter().map(|l| l.line).collect())
+                }
+                other => panic!("{other:?}"),
+            },
+            engine::Reply::Ended(o, _) => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(steps.len(), 4, "the flow ends at the rejected thenable");
+    let claims = |i: usize| serde_json::Value::Object(steps[i].0.claims.clone());
+    assert!(steps[0].0.done && steps[0].0.error.is_none());
+    assert_eq!(claims(0), json!({"https://x/thenable": 1}));
+    assert!(steps[1].0.done);
+    assert_eq!(claims(1), json!({"https://x/plain": true}));
+    assert_eq!(steps[1].1, ["from step 1"]);
+    assert_eq!(claims(2), json!({"https://x/seen": "1,true"}));
+    assert!(steps[2].1.is_empty(), "{:?}", steps[2].1);
+    assert_eq!(
+        steps[3].0.error.as_ref().map(|e| e.message.as_str()),
+        Some("nope")
+    );
+}
