@@ -19,7 +19,7 @@ use tokenhook::token::claims::{self, ClaimPolicy};
 use tokenhook::token::verify::{JwksSource, Verifier};
 
 mod common;
-use common::call;
+use common::{call, claims_action, realistic_action};
 
 const SEED: &str = include_str!("../hooks/seed.js");
 const HEAVY: &str = include_str!("../hooks/action-metadata.js");
@@ -63,41 +63,6 @@ fn flow_pool(sources: &[&str], has_hook: bool) -> HookPool {
         args: vec![tokenhook::hooks::WORKER_ARG.into()],
     };
     HookPool::start(FlowSpec { steps, has_hook }, &cfg, command).unwrap()
-}
-
-/// An Action doing, for each of `parts`, what `hooks/action-metadata.js` does (its own
-/// body, under a namespace and cache key of that part): ten claims from client metadata
-/// and the request, a cache read and write, a scope check.
-fn realistic_action(parts: &[&str]) -> String {
-    let start = HEAVY.find("=> {").expect("an arrow function") + "=> {".len();
-    let end = HEAVY.rfind("};").expect("its end");
-    let body = &HEAVY[start..end];
-    let blocks: String = parts
-        .iter()
-        .map(|p| {
-            let part = body
-                .replace(
-                    "'https://example.com/'",
-                    &format!("'https://example.com/{p}/'"),
-                )
-                .replace("'tier:'", &format!("'{p}:'"));
-            format!("  {{{part}}}\n")
-        })
-        .collect();
-    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{blocks}}};\n")
-}
-
-/// An Action that sets `n` claims from the client's metadata, numbered from `from`: the
-/// flow benchmark splits nine of them over three Actions.
-fn claims_action(from: usize, n: usize) -> String {
-    let sets: String = (from..from + n)
-        .map(|i| {
-            format!(
-                "  api.accessToken.setCustomClaim('https://bench.example/c{i}', event.client.metadata.region + '-{i}');\n"
-            )
-        })
-        .collect();
-    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{sets}}};\n")
 }
 
 struct Static(bytes::Bytes);

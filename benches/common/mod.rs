@@ -1,6 +1,7 @@
-//! The token request both benchmark programs run hooks for (`benches/hot_path.rs` and
-//! `examples/pool_load.rs`), so their numbers describe the same call, and the CPU time
-//! both read from `/proc` for this process and its hook workers.
+//! The token request the benchmark programs run hooks for (`benches/hot_path.rs`,
+//! `examples/pool_load.rs`, `examples/flow_cost.rs`), so their numbers describe the same
+//! call, the flow workloads' Actions, and the CPU time read from `/proc` for this
+//! process and its hook workers.
 
 use tokenhook::hooks::{HookCall, HookClient};
 
@@ -78,4 +79,44 @@ pub fn children() -> Vec<u32> {
         }
     }
     out
+}
+
+/// The example Action the realistic flow workloads are made of.
+const HEAVY_ACTION: &str = include_str!("../../hooks/action-metadata.js");
+
+/// An Action doing, for each of `parts`, what `hooks/action-metadata.js` does (its own
+/// body, under a namespace and cache key of that part): ten claims from client metadata
+/// and the request, a cache read and write, a scope check.
+#[allow(dead_code)]
+pub fn realistic_action(parts: &[&str]) -> String {
+    let start = HEAVY_ACTION.find("=> {").expect("an arrow function") + "=> {".len();
+    let end = HEAVY_ACTION.rfind("};").expect("its end");
+    let body = &HEAVY_ACTION[start..end];
+    let blocks: String = parts
+        .iter()
+        .map(|p| {
+            let part = body
+                .replace(
+                    "'https://example.com/'",
+                    &format!("'https://example.com/{p}/'"),
+                )
+                .replace("'tier:'", &format!("'{p}:'"));
+            format!("  {{{part}}}\n")
+        })
+        .collect();
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{blocks}}};\n")
+}
+
+/// An Action that sets `n` claims from the client's metadata, numbered from `from`: the
+/// flow benchmark splits nine of them over three Actions.
+#[allow(dead_code)]
+pub fn claims_action(from: usize, n: usize) -> String {
+    let sets: String = (from..from + n)
+        .map(|i| {
+            format!(
+                "  api.accessToken.setCustomClaim('https://bench.example/c{i}', event.client.metadata.region + '-{i}');\n"
+            )
+        })
+        .collect();
+    format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{sets}}};\n")
 }
