@@ -353,7 +353,7 @@ globalThis.ServerError = ServerError;
   // The current step's state (claims and cache writes made when first needed, as most
   // steps have none of one or the other) and its live target scopes, copied from
   // `flowFrom` when first changed, as most steps never do.
-  let curState = { done: false };
+  let curState = create(null);
   let curTarget = null;
   function liveTarget() {
     if (curTarget === null) curTarget = copyList(flowFrom);
@@ -610,8 +610,9 @@ globalThis.ServerError = ServerError;
       // every value crosses the boundary as JSON (D11). It starts with the fields a
       // usual run sets and gets others when they are set: Rust reads a missing one as
       // its default, undefined ones are left out of the JSON, and adding a property
-      // is one of Boa's slower steps.
-      const state = { done: false, result: undefined };
+      // is one of Boa's slower steps. No prototype, so that a setter a hook put on
+      // Object.prototype (for `error`, say) cannot catch what the driver writes.
+      const state = { __proto__: null, done: false, result: undefined };
       const cb = function (err, claims) {
         if (state.done) {
           state.late = (state.late || 0) + 1; // D7: the first call wins
@@ -671,7 +672,9 @@ globalThis.ServerError = ServerError;
       };
     },
     step: function (i, event) {
-      const state = { done: false };
+      // No prototype: what the driver reads and writes of a state is its own, whatever
+      // a hook put on Object.prototype (a `claims` there, or a setter for `deny`).
+      const state = { __proto__: null, done: false };
       curState = state;
       curTarget = null;
       try {

@@ -906,3 +906,58 @@ fn a_steps_result_settles_it_however_it_comes_d21() {
         Some("nope")
     );
 }
+
+// A step's state is the driver's own (D21): its claims and cache writes are made when
+// first set, so they must not be found on Object.prototype. Breaks if the state
+// inherited from Object.prototype: the claim would go into the prototype's `claims`
+// and vanish from the token, the cache write into its `cache_ops`, and the denial (or
+// a legacy Hook's error) into its setter, letting the request through.
+#[test]
+fn a_steps_state_is_its_own_whatever_object_prototype_holds_d21() {
+    let inv = run(&legacy(
+        "Object.defineProperty(Object.prototype, 'error', { set: function () {}, get: function () { return undefined; }, configurable: true }); \
+         cb(new InvalidRequestError('refused'));",
+    ));
+    let err = inv.result.unwrap_err();
+    assert_eq!(
+        err.error().code().as_str(),
+        "invalid_request",
+        "{}",
+        err.error()
+    );
+    let first = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                 Object.prototype.claims = {}; Object.prototype.cache_ops = []; \
+                 Object.defineProperty(Object.prototype, 'deny', { set: function () {}, get: function () { return undefined; }, configurable: true }); \
+                 api.accessToken.setCustomClaim('https://x/a', 1); api.cache.set('k', 'v'); };";
+    let second = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                  api.accessToken.setCustomClaim('https://x/b', Object.keys(e.accessToken.customClaims).join()); \
+                  api.access.deny('invalid_request', 'no'); };";
+    let mut e = Engine::compile_steps(&[(first, "{}"), (second, "{}")], Limits::default())
+        .unwrap_or_else(|(i, e)| panic!("step {i}: {e}"));
+    let input = std::rc::Rc::new(input_json(&call(), None));
+    let replies = e.call_steps(&input, Instant::now() + Duration::from_secs(5), &[]);
+    let states: Vec<engine::State> = replies
+        .iter()
+        .map(|r| match r {
+            engine::Reply::Finished(text) => match engine::parse_finished(text).0 {
+                RawOutcome::Finished { state } => *state,
+                other => panic!("{other:?}"),
+            },
+            engine::Reply::Ended(o, _) => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert_eq!(
+        serde_json::Value::Object(states[0].claims.clone()),
+        json!({"https://x/a": 1})
+    );
+    assert_eq!(states[0].cache_ops.len(), 1);
+    assert_eq!(
+        serde_json::Value::Object(states[1].claims.clone()),
+        json!({"https://x/b": "https://x/a"})
+    );
+    assert_eq!(
+        states[1].deny.as_ref().map(|d| d.code.as_str()),
+        Some("invalid_request")
+    );
+}
