@@ -119,7 +119,9 @@ pub fn run(
     }
     // The runner performs the hooks' fetch itself, under the folder's policies, as
     // the sidecar would.
-    let egress = crate::egress::Egress::new().ok().map(Arc::new);
+    let egress = crate::egress::Egress::new(&cfg.fetch_roots)
+        .ok()
+        .map(Arc::new);
     let pool = match HookPool::start_with(
         flow,
         cfg,

@@ -665,3 +665,76 @@ fn built_in_axios_behaves_as_real_axios() {
     }
     assert!(received.next().is_none(), "no extra requests");
 }
+
+// HTTPS to a service whose certificate chains to `hooks.fetch_ca_file` (an internal CA):
+// the fetch example over TLS, through `hooks run --config` and through the sidecar
+// (the file given by its environment variable). Breaks if the runner or the sidecar
+// built its client without the file's CA, or if a server of an unknown CA were trusted
+// (without the file the same run must fail on the certificate, not reach the service).
+#[test]
+fn https_to_a_service_of_the_ca_file_through_the_runner_and_the_sidecar() {
+    let svc = Service::start_tls(|r: &Received| match r.target.as_str() {
+        "/clients/svc-basic" => Reply::json(200, json!({"org": "acme-tls", "roles": []})),
+        _ => Reply::json(404, json!({})),
+    });
+    assert!(svc.url().starts_with("https://127.0.0.1:"));
+    let ca = repo().join(common::service::TEST_CA);
+    let d = folder(
+        &[
+            ("fetch-enrich.js", &example("hooks/fetch-enrich.js")),
+            ("url", &svc.url()),
+            ("key", ENRICH_KEY),
+        ],
+        &enrich_manifest(&svc, "https://127.0.0.1:PORT"),
+    );
+    // Without the CA: the handshake fails, the hook says so, nothing was served.
+    let out = run_dir(d.path(), &event("svc-basic"));
+    assert_eq!(
+        out["error_description"], "client data service unavailable",
+        "{out}"
+    );
+    assert!(out["logs"].to_string().contains("certificate"), "{out}");
+    assert!(svc.requests().is_empty());
+
+    let cfg = d.path().join("tokenhook.toml");
+    std::fs::write(d.path().join("key.pem"), "unused by hooks run").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[signing]\nkeys = [\"key.pem\"]\n\
+             [hooks]\ndir = \".\"\nfetch_ca_file = {:?}\n",
+            ca.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let ev = d.path().join("event.json");
+    let (code, out, err) = run_cli(
+        &[
+            "hooks",
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--event",
+            ev.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out["outcome"], "token", "{out}");
+    assert_eq!(out["claims"]["https://example.com/org"], "acme-tls");
+    assert_eq!(svc.requests().len(), 1);
+
+    let idp = Idp::start();
+    let sidecar = Sidecar::start(
+        SidecarOpts::new(&idp.url())
+            .hooks_folder(d.path())
+            .env("TOKENHOOK_HOOKS_FETCH_CA_FILE", ca.to_str().unwrap()),
+    );
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    assert_eq!(status, 200, "{body}");
+    let (_, c) = sidecar.verify(body["access_token"].as_str().unwrap());
+    assert_eq!(c["https://example.com/org"], "acme-tls");
+    assert_eq!(svc.requests().len(), 2);
+}

@@ -58,6 +58,7 @@ pub(crate) const SCHEMA: &[(&str, &str, Kind)] = &[
     ("hooks", "recursion_limit", Kind::Int),
     ("hooks", "reload_interval_ms", Kind::Int),
     ("hooks", "max_stuck_workers", Kind::Int),
+    ("hooks", "fetch_ca_file", Kind::Str),
     ("log", "format", Kind::Str),
     ("log", "level", Kind::Str),
 ];

@@ -200,6 +200,9 @@ pub struct HooksConfig {
     pub reload_interval: Duration,
     /// How many stuck calls may be set aside (their workers replaced) at once.
     pub max_stuck_workers: usize,
+    /// `hooks.fetch_ca_file`: CA certificates hooks' `fetch` trusts besides the bundled
+    /// roots, read at startup.
+    pub fetch_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl HooksConfig {

@@ -130,6 +130,8 @@ pub struct RawHooks {
     pub reload_interval_ms: u64,
     #[serde(default)]
     pub max_stuck_workers: Option<usize>,
+    #[serde(default)]
+    pub fetch_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -257,3 +257,54 @@ name = "REPLACE-ME"
     .unwrap();
     assert_eq!(c.upstream.url.as_str(), "http://127.0.0.1:3000/");
 }
+
+/// Breaks if `hooks.fetch_ca_file` is not read (relative to the config file, or from
+/// its environment variable), or if a missing file, a file without certificates or a
+/// certificate that cannot be a trust anchor is accepted or reported under another key.
+#[test]
+fn fetch_ca_file_is_read_at_startup_and_its_problems_are_keyed() {
+    let ca = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem"))
+        .unwrap();
+    let d = base();
+    std::fs::write(d.path().join("ca.pem"), &ca).unwrap();
+    std::fs::write(
+        d.path().join("key-only.pem"),
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/server.key"))
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let with = |file: &str| format!("{GOOD}[hooks]\nfetch_ca_file = \"{file}\"\n");
+    let from = |text: &str, vars: Vec<(String, String)>| Config::from_toml(text, d.path(), vars);
+
+    let c = from(&with("ca.pem"), vec![]).unwrap();
+    assert_eq!(c.hooks.fetch_roots.len(), 1);
+    assert!(from(GOOD, vec![]).unwrap().hooks.fetch_roots.is_empty());
+    let vars = vec![(
+        "TOKENHOOK_HOOKS_FETCH_CA_FILE".to_string(),
+        "ca.pem".to_string(),
+    )];
+    assert_eq!(from(GOOD, vars).unwrap().hooks.fetch_roots.len(), 1);
+
+    for (file, says) in [
+        ("missing.pem", "missing.pem: "),
+        ("key-only.pem", "key-only.pem: holds no PEM certificate"),
+        (
+            "junk.pem",
+            "junk.pem: certificate 0: not a usable CA certificate",
+        ),
+    ] {
+        let e = from(&with(file), vec![]).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{file}: {:?}", e.0);
+        assert_eq!(e.0[0].key, "hooks.fetch_ca_file", "{file}");
+        assert!(
+            e.0[0].message.starts_with(says),
+            "{file}: {}",
+            e.0[0].message
+        );
+    }
+}

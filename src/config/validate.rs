@@ -334,6 +334,16 @@ impl HooksConfig {
             ],
             err,
         );
+        let fetch_roots = match &raw.fetch_ca_file {
+            None => Vec::new(),
+            Some(file) => std::fs::read(base.join(file))
+                .map_err(|e| format!("{file}: {e}"))
+                .and_then(|pem| crate::egress::read_roots(&pem).map_err(|e| format!("{file}: {e}")))
+                .unwrap_or_else(|e| {
+                    err("hooks.fetch_ca_file", e);
+                    Vec::new()
+                }),
+        };
         HooksConfig {
             dir,
             timeout: Duration::from_millis(raw.timeout_ms),
@@ -347,6 +357,7 @@ impl HooksConfig {
             kill_grace: Duration::from_millis(100),
             reload_interval: Duration::from_millis(raw.reload_interval_ms),
             max_stuck_workers: raw.max_stuck_workers.unwrap_or(workers * 2),
+            fetch_roots,
         }
     }
 }

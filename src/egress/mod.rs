@@ -6,8 +6,9 @@
 //! module knows nothing of the pool:
 //!
 //! ```ignore
-//! // Once per sidecar process: one pooled HTTPS client (rustls, aws-lc-rs, webpki roots).
-//! let egress = Egress::new()?;
+//! // Once per sidecar process: one pooled HTTPS client (rustls, aws-lc-rs, webpki roots
+//! // and any of `hooks.fetch_ca_file`).
+//! let egress = Egress::new(&cfg.fetch_roots)?;
 //! // At load, per hook: problems are keyed like the manifest's own.
 //! let policy = HookEgress::new(&name, entry.fetch.as_ref(), hook_timeout)?;
 //! policy.attach_metrics(&metrics.hook_fetches, &metrics.hook_fetch_duration);
@@ -62,6 +63,8 @@ use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use policy::Compiled;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -156,9 +159,30 @@ pub struct Egress {
     client: reqwest::Client,
 }
 
+/// Reads a PEM bundle of CA certificates that servers may also chain to (an internal
+/// CA), besides the bundled roots. Each one must be usable as a trust anchor, so a
+/// bad file is found at startup, not by the first hook that fetches.
+pub fn read_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut roots = Vec::new();
+    for (i, item) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let cert = item.map_err(|e| format!("certificate {i}: not PEM: {e}"))?;
+        // Checked as the client will use it; the store itself is thrown away.
+        rustls::RootCertStore::empty()
+            .add(cert.clone())
+            .map_err(|e| format!("certificate {i}: not a usable CA certificate: {e}"))?;
+        roots.push(cert);
+    }
+    if roots.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(roots)
+}
+
 impl Egress {
-    pub fn new() -> Result<Egress, String> {
-        Egress::build(Arc::new(Vec::new()))
+    /// `extra_roots`: CA certificates trusted besides the bundled roots
+    /// (`hooks.fetch_ca_file`, read by [`read_roots`]).
+    pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<Egress, String> {
+        Egress::build(Arc::new(Vec::new()), extra_roots)
     }
 
     /// A client whose resolver answers `hosts` itself (then filters as always), so
@@ -167,17 +191,25 @@ impl Egress {
     pub(crate) fn with_hosts(
         hosts: Vec<(String, Vec<std::net::IpAddr>)>,
     ) -> Result<Egress, String> {
-        Egress::build(Arc::new(hosts))
+        Egress::build(Arc::new(hosts), &[])
     }
 
-    fn build(hosts: addr::Hosts) -> Result<Egress, String> {
+    fn build(
+        hosts: addr::Hosts,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Egress, String> {
         // The provider is given, not taken from rustls's process-wide default, so no
         // other crate's choice (or a missing one) changes it; webpki roots are compiled
         // in, so a distroless image without a CA bundle still verifies servers.
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        for cert in extra_roots {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("fetch client TLS: hooks.fetch_ca_file: {e}"))?;
+        }
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("fetch client TLS: {e}"))?

@@ -516,7 +516,7 @@ async fn read_request(sock: &mut TcpStream) -> Option<Seen> {
 }
 
 fn egress() -> Egress {
-    Egress::new().unwrap()
+    Egress::new(&[]).unwrap()
 }
 
 fn hook_allowing(allow: &[&str]) -> HookEgress {
@@ -1213,5 +1213,151 @@ async fn https_goes_through_tls() {
 fn the_client_builds_with_aws_lc_rs() {
     // Breaks if reqwest no longer recognizes the preconfigured rustls config (a rustls
     // version apart from reqwest's): `build` answers an error then.
-    assert!(Egress::new().is_ok());
+    assert!(Egress::new(&[]).is_ok());
+}
+
+// ---------------------------------------------------------------- https
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// An HTTPS server on 127.0.0.1 with the test certificate (tests/fixtures/tls): keeps
+/// each connection open for further requests and answers each GET with its path.
+/// Returns its port and how many connections it accepted (handshakes done or not).
+fn serve_tls() -> (u16, Arc<AtomicUsize>) {
+    use rustls::pki_types::PrivateKeyDer;
+    use std::io::{Read, Write};
+    let chain = CertificateDer::pem_slice_iter(&fixture("server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&fixture("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, sock);
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let body = format!("over tls: {path}");
+                    let out = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tls
+                        .write_all(out.as_bytes())
+                        .and_then(|_| tls.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Breaks if a server whose certificate chains to `hooks.fetch_ca_file`'s CA is not
+/// reached over TLS (the extra roots not given to the client, ALPN or the handshake
+/// broken), or if two fetches do not share one pooled connection.
+#[tokio::test]
+async fn https_to_a_server_of_a_trusted_ca_answers_over_one_pooled_connection() {
+    let (port, accepted) = serve_tls();
+    let roots = read_roots(&fixture("ca.pem")).unwrap();
+    let egress = Egress::new(&roots).unwrap();
+    for host in ["127.0.0.1", "localhost"] {
+        let origin = format!("https://{host}:{port}");
+        let hook = hook_allowing(&[&origin]);
+        let r = egress
+            .session(&hook)
+            .fetch(FetchRequest::get(format!("{origin}/first")), soon())
+            .await;
+        if host == "localhost" {
+            // A name for loopback is refused before any connection (and any TLS).
+            assert_eq!(error_of(&r).0, FetchErrorKind::Refused, "{r:?}");
+            continue;
+        }
+        let (status, body, url, _) = ok_of(&r);
+        assert_eq!((status, body), (200, "over tls: /first"), "{url}");
+        let r = egress
+            .session(&hook)
+            .fetch(FetchRequest::get(format!("{origin}/second")), soon())
+            .await;
+        assert_eq!(ok_of(&r).1, "over tls: /second");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Breaks if a server is trusted without chaining to a known root: with the bundled
+/// roots alone the test CA's server is refused as an error naming the origin and the
+/// certificate problem (the handshake is not skipped, nor is its failure hidden).
+#[tokio::test]
+async fn https_to_a_server_of_an_unknown_ca_fails_on_its_certificate() {
+    let (port, _) = serve_tls();
+    let origin = format!("https://127.0.0.1:{port}");
+    let hook = hook_allowing(&[&origin]);
+    let r = egress()
+        .session(&hook)
+        .fetch(
+            FetchRequest::get(format!("{origin}/p?token=s3cret")),
+            soon(),
+        )
+        .await;
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, FetchErrorKind::Error);
+    assert!(message.starts_with(&format!("{origin}: ")), "{message}");
+    assert!(message.contains("certificate"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+/// Breaks if a file without certificates, or a PEM certificate block holding no
+/// certificate, is taken as a root.
+#[test]
+fn roots_must_be_pem_certificates() {
+    assert_eq!(read_roots(&fixture("ca.pem")).unwrap().len(), 1);
+    assert!(
+        read_roots(&fixture("server.key"))
+            .unwrap_err()
+            .contains("no PEM certificate")
+    );
+    assert!(read_roots(b"").is_err());
+    let junk = b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+    let e = read_roots(junk).unwrap_err();
+    assert!(
+        e.starts_with("certificate 0: not a usable CA certificate"),
+        "{e}"
+    );
 }

@@ -32,7 +32,7 @@ impl HookSlot {
     ) -> Result<HookSlot, Vec<Problem>> {
         let fp = manifest::fingerprint(&cfg.dir, env);
         let stats: Arc<PoolStats> = Default::default();
-        let egress = match crate::egress::Egress::new() {
+        let egress = match crate::egress::Egress::new(&cfg.fetch_roots) {
             Ok(e) => Some(Arc::new(e)),
             Err(e) => {
                 // Hooks still run; each fetch is refused, and this says why.

@@ -1,4 +1,4 @@
-//! A loopback HTTP service for hooks to call with `fetch`: answers each request with
+//! A loopback HTTP(S) service for hooks to call with `fetch`: answers each request with
 //! what a closure says and records what it received, so tests can check both sides.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -56,10 +56,47 @@ pub struct Service {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
+    tls: bool,
+}
+
+/// The test server certificate (for 127.0.0.1, ::1 and localhost) and the CA that
+/// signed it: `tests/fixtures/tls`, made by its `make.sh`.
+pub const TEST_CA: &str = "tests/fixtures/tls/ca.pem";
+
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = super::repo().join("tests/fixtures/tls");
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
 }
 
 impl Service {
     pub fn start(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Service {
+        Self::listen(None, handler)
+    }
+
+    /// The same service over HTTPS with the test certificate ([`TEST_CA`] signed it).
+    pub fn start_tls(handler: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Service {
+        Self::listen(Some(tls_config()), handler)
+    }
+
+    fn listen(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Received) -> Reply + Send + Sync + 'static,
+    ) -> Service {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -67,13 +104,23 @@ impl Service {
         let received: Arc<Mutex<Vec<Received>>> = Default::default();
         let handler: Arc<Handler> = Arc::new(handler);
         let (stop2, rec) = (stop.clone(), received.clone());
+        let is_tls = tls.is_some();
         std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        let (h, rec) = (handler.clone(), rec.clone());
+                        let (h, rec, tls) = (handler.clone(), rec.clone(), tls.clone());
                         std::thread::spawn(move || {
-                            let _ = serve(s, &*h, &rec);
+                            if s.set_nonblocking(false).is_err() {
+                                return;
+                            }
+                            let _ = match tls {
+                                None => serve(s, &*h, &rec),
+                                Some(config) => match rustls::ServerConnection::new(config) {
+                                    Ok(c) => serve(rustls::StreamOwned::new(c, s), &*h, &rec),
+                                    Err(_) => return,
+                                },
+                            };
                         });
                     }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
@@ -84,11 +131,13 @@ impl Service {
             port,
             received,
             stop,
+            tls: is_tls,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -103,13 +152,11 @@ impl Drop for Service {
 }
 
 fn serve(
-    s: std::net::TcpStream,
+    stream: impl Read + Write,
     handler: &Handler,
     rec: &Mutex<Vec<Received>>,
 ) -> std::io::Result<()> {
-    s.set_nonblocking(false)?;
-    let mut r = BufReader::new(s.try_clone()?);
-    let mut w = s;
+    let mut r = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -154,6 +201,8 @@ fn serve(
         }
         out.push_str("\r\n");
         out.push_str(&reply.body);
+        let w = r.get_mut();
         w.write_all(out.as_bytes())?;
+        w.flush()?;
     }
 }
