@@ -316,6 +316,84 @@ fn each_step_keeps_its_own_secrets_and_time_limit() {
     );
 }
 
+// A worker killed (a step Boa cannot interrupt) or dying (its native stack overflowed)
+// in a later step of a flow is blamed on that step, through the runner and the sidecar:
+// its name in the steps and the log, its label in the metrics. The worker marks each
+// step after the first (src/hooks/progress.rs). Breaks if the step were not marked, or
+// the mark not read: the first step, "a", would be blamed, as before.
+#[test]
+fn a_worker_lost_in_a_later_step_is_blamed_on_that_step() {
+    let ok = |n: &str| {
+        format!(
+            "exports.onExecuteCredentialsExchange = async (e, api) => {{ api.accessToken.setCustomClaim('https://x/{n}', 1); }};"
+        )
+    };
+    let runaway = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                   /(a+)+$/.test('a'.repeat(40) + 'b'); };";
+    let overflow = "exports.onExecuteCredentialsExchange = async (e, api) => { \
+                    var o = {}, c = o; for (var i = 0; i < 200000; i++) { c.a = {}; c = c.a; } JSON.stringify(o); };";
+    // Short limits: a runaway step is killed past the call's whole limit (their sum).
+    // Building the deep object takes a while in a debug build: the overflowing step has
+    // time to reach its stack overflow.
+    let manifest = |c_ms: u32| {
+        format!(
+            "flow = [\"a\", \"b\", \"c\"]\n[hook.a]\ntimeout_ms = 300\n\
+             [hook.b]\ntimeout_ms = 300\n[hook.c]\ntimeout_ms = {c_ms}\n"
+        )
+    };
+    for (bad, c_ms, outcome, says) in [
+        (runaway, 300, "timeout", "hook timed out after 300 ms"),
+        (overflow, 30_000, "error", "its worker process stopped"),
+    ] {
+        let d = folder(
+            &[("a.js", &ok("a")), ("b.js", &ok("b")), ("c.js", bad)],
+            &manifest(c_ms),
+        );
+        let (_, out, err) = run_dir(d.path(), &event("c", &["read"], json!({})), &[]);
+        assert_eq!(out["status"], 500, "{out} {err}");
+        assert!(
+            out["error_description"]
+                .as_str()
+                .unwrap_or("")
+                .contains(says),
+            "{out}"
+        );
+        // The steps before it ran, but their answers went with the worker.
+        assert_eq!(names(&out), ["c"], "{out}");
+        assert_eq!(out["steps"][0]["outcome"], outcome, "{out}");
+    }
+
+    let idp = Idp::start();
+    let d = folder(
+        &[("a.js", &ok("a")), ("b.js", &ok("b")), ("c.js", overflow)],
+        &manifest(30_000),
+    );
+    let sidecar = Sidecar::start(SidecarOpts::new(&idp.url()).hooks_folder(d.path()));
+    let (status, body, _) =
+        token_request(&sidecar.url("/oauth/token"), BASIC.id, BASIC.secret, true);
+    assert_eq!(status, 500, "{body}");
+    let m = sidecar.metrics();
+    let count = |hook: &str| {
+        m.lines()
+            .find(|l| {
+                l.starts_with("tokenhook_hook_executions_total{")
+                    && l.contains(&format!("hook=\"{hook}\""))
+                    && l.contains("outcome=\"error\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    assert_eq!(count("c").as_deref(), Some("1"), "{m}");
+    assert_eq!(count("a").as_deref(), Some("0"), "{m}");
+    assert!(
+        sidecar
+            .logs()
+            .lines()
+            .any(|l| l.contains("hook worker failed") && l.contains("hook=\"c\"")),
+        "{}",
+        sidecar.logs()
+    );
+}
+
 // `hooks flow set` binds only Actions that compile, in the order given; `list` shows the
 // execution order; `clear` unbinds. Breaks if a legacy Hook, a hook that does not
 // compile, an unknown name, the enabled Hook or a name twice could be bound, or if a

@@ -194,6 +194,9 @@ pub trait Host {
     fn send(&mut self, step: usize, requests: &str) -> bool;
     /// Waits up to `max` for one answer (`{"id": …, "result": …}`).
     fn wait(&mut self, max: Duration) -> Option<String>;
+    /// The engine's step `step` (0 for its first) starts, so the pool can tell which
+    /// step a call its worker lost was in (`hooks::progress`).
+    fn step_started(&mut self, _step: usize) {}
 }
 
 /// The request ids of a driver outbox batch.
@@ -519,6 +522,9 @@ impl Engine {
         };
         let mut deadline = deadline_of(0);
         let mut replies = Vec::new();
+        if let Some(h) = self.host.as_mut() {
+            h.step_started(0);
+        }
         let mut args = self.arguments(input);
         if self.form == Form::Action {
             args.push(self.target(input));
@@ -586,6 +592,9 @@ impl Engine {
                 self.current += 1;
                 self.pending.clear();
                 deadline = deadline_of(self.current);
+                if let Some(h) = self.host.as_mut() {
+                    h.step_started(self.current);
+                }
                 if let Err(message) = self.start_step(&state, input) {
                     return self.ended(replies, RawOutcome::Aborted { message });
                 }

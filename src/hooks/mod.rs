@@ -8,6 +8,7 @@ pub mod engine;
 pub mod flow;
 pub mod manifest;
 pub mod pool;
+pub mod progress;
 pub mod protocol;
 mod slot;
 pub use slot::HookSlot;
@@ -344,8 +345,13 @@ impl HookPool {
     /// What a client reads when the worker could not answer its call. The process's
     /// exit reason (signal, status, protocol detail) goes to the log; only running out
     /// of memory or stack, which the hook's own code causes, is named to the client.
-    fn worker_failure(&self, request_id: &str, reason: &str) -> &'static str {
-        tracing::warn!(hook = %self.label, request_id, reason, "hook worker failed");
+    fn worker_failure(&self, request_id: &str, step: usize, reason: &str) -> &'static str {
+        let hook = self
+            .steps
+            .get(step)
+            .map_or(self.label.as_str(), |s| s.name.as_str());
+        let flow = self.label.as_str();
+        tracing::warn!(flow, hook, request_id, reason, "hook worker failed");
         if reason.starts_with(pool::OUT_OF_MEMORY) {
             "hook ran out of memory (hooks.memory_limit_mb) or stack (data nested too deeply)"
         } else {
@@ -376,24 +382,32 @@ impl HookPool {
         // `hooks.max_stuck_workers` reached) and a pool that stopped.
         let done = match tokio::time::timeout(self.limit + Duration::from_secs(2), rx).await {
             Ok(Ok(d)) => d,
-            Ok(Err(_)) => Err("hook worker stopped".to_owned()),
+            Ok(Err(_)) => Err(protocol::Lost::from("hook worker stopped".to_owned())),
             Err(_) => Ok(protocol::Done::ended(RawOutcome::TimedOut)),
         };
+        // The step a lost call was in, as its worker marked it (`progress`); one past
+        // the flow's end (a mark gone wrong) is the last step's.
+        let in_flow = |step: usize| step.min(self.steps.len().saturating_sub(1));
         let done = match done {
             Ok(d) => d,
-            Err(reason) => {
+            Err(lost) => {
+                let step = in_flow(lost.step);
                 return Invocation::failed(
-                    0,
-                    HookFailure::Error(OAuthError::server_error(
-                        self.worker_failure(&call.request_id, &reason),
-                    )),
+                    step,
+                    HookFailure::Error(OAuthError::server_error(self.worker_failure(
+                        &call.request_id,
+                        step,
+                        &lost.reason,
+                    ))),
                 );
             }
         };
+        let first = in_flow(done.first);
         let mut inv = Invocation {
             steps: Vec::with_capacity(done.steps.len()),
         };
-        for (i, d) in done.steps.into_iter().enumerate() {
+        for (k, d) in done.steps.into_iter().enumerate() {
+            let i = first + k;
             let Some(info) = self.steps.get(i) else { break };
             let flow_out = matches!(d.outcome, RawOutcome::TimedOut)
                 && self.limit == self.flow_limit

@@ -65,6 +65,24 @@ pub struct StepDone {
 #[derive(Debug, Clone, Default)]
 pub struct Done {
     pub steps: Vec<StepDone>,
+    /// The flow index of `steps[0]`: 0, unless the call was lost in a later step (its
+    /// worker killed there), whose earlier steps' answers never came.
+    pub first: usize,
+}
+
+/// A call its worker never answered: why (the process's exit, a broken pipe), and the
+/// flow step it was in (`hooks::progress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub reason: String,
+    pub step: usize,
+}
+
+impl From<String> for Lost {
+    /// Lost with no word of its step: the first step's, as a flow of one has.
+    fn from(reason: String) -> Lost {
+        Lost { reason, step: 0 }
+    }
 }
 
 /// One entry of a `TAG_FINISHED` array: either the JS driver's own final text
@@ -83,11 +101,17 @@ struct StepWire {
 impl Done {
     /// A call that ended before any step answered (timed out in the queue, killed).
     pub fn ended(outcome: RawOutcome) -> Done {
+        Done::ended_at(0, outcome)
+    }
+
+    /// A call that ended in step `first` without its answer (its worker killed).
+    pub fn ended_at(first: usize, outcome: RawOutcome) -> Done {
         Done {
             steps: vec![StepDone {
                 outcome,
                 logs: Vec::new(),
             }],
+            first,
         }
     }
 
@@ -108,7 +132,7 @@ impl Done {
                 logs: w.logs,
             })
             .collect();
-        Ok(Done { steps })
+        Ok(Done { steps, first: 0 })
     }
 }
 

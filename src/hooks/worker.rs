@@ -78,6 +78,11 @@ pub fn main() -> u8 {
         input,
         out,
         calls: VecDeque::new(),
+        ordinal: 0,
+        // Only a flow of more than one step has another step to name.
+        progress: (init.steps.len() > 1)
+            .then(super::progress::Mark::from_env)
+            .flatten(),
     }));
     let mut groups = groups;
     for g in groups.iter_mut() {
@@ -112,6 +117,10 @@ struct Channel {
     input: BufReader<std::fs::File>,
     out: std::fs::File,
     calls: VecDeque<Vec<u8>>,
+    /// The calls taken so far, the current one's ordinal (`hooks::progress`).
+    ordinal: u32,
+    /// Where the pool reads which step a lost call was in.
+    progress: Option<super::progress::Mark>,
 }
 
 impl Channel {
@@ -119,11 +128,15 @@ impl Channel {
     /// protocol, which ends the worker the same way).
     fn next_call(&mut self) -> Option<Vec<u8>> {
         if let Some(c) = self.calls.pop_front() {
+            self.ordinal += 1;
             return Some(c);
         }
         loop {
             match protocol::read_blocking(&mut self.input).ok()?? {
-                (protocol::TAG_CALL, body) => return Some(body),
+                (protocol::TAG_CALL, body) => {
+                    self.ordinal += 1;
+                    return Some(body);
+                }
                 // An answer to a request of a call that is over.
                 (protocol::TAG_FETCH_REPLY, _) => continue,
                 _ => return None,
@@ -163,6 +176,17 @@ impl Host for StepHost {
             &[head.as_bytes(), requests.as_bytes(), b"}"],
         );
         self.chan.borrow_mut().out.write_all(&frame).is_ok()
+    }
+
+    fn step_started(&mut self, step: usize) {
+        let step = self.first + step;
+        let chan = self.chan.borrow();
+        // A call with no mark was in its first step.
+        if step > 0
+            && let Some(mark) = &chan.progress
+        {
+            mark.mark(chan.ordinal, step);
+        }
     }
 
     fn wait(&mut self, max: Duration) -> Option<String> {

@@ -6,7 +6,7 @@ use super::process::{Io, Launcher, Started};
 use super::queue::{Call, Queue};
 use super::{PoolStats, ReplyTx};
 use crate::hooks::engine::RawOutcome;
-use crate::hooks::protocol::{self, Done};
+use crate::hooks::protocol::{self, Done, Lost};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -68,6 +68,9 @@ struct InFlight {
     call: Call,
     /// When the worker began it: when it was sent, or when the call ahead of it ended.
     started: Instant,
+    /// Its place among the calls sent to this worker process, from 1, as the worker
+    /// counts them too (`hooks::progress`).
+    ordinal: u32,
 }
 
 /// What happened to a driver, as the core sees it.
@@ -88,7 +91,7 @@ pub(super) enum Event<'a> {
 
 /// What the core decided, for the task to carry out in order.
 pub(super) enum Action {
-    Reply(ReplyTx, Result<Done, String>),
+    Reply(ReplyTx, Result<Done, Lost>),
     /// The running call's hook asked for these `fetch` requests (a `TAG_FETCH` payload);
     /// `live` is false when nobody waits for the call's answer any more, so they must
     /// not reach the network.
@@ -97,9 +100,12 @@ pub(super) enum Action {
         deadline: Instant,
         live: bool,
     },
-    /// The worker died in this call: it fails with the process's exit reason, found
-    /// without holding up the driver.
-    ReplyExitReason(ReplyTx),
+    /// The worker died in this call (its `ordinal`): it fails with the process's exit
+    /// reason, found without holding up the driver, in the step the worker was in.
+    ReplyExitReason(ReplyTx, u32),
+    /// The worker was killed in this call, past its deadline: it timed out in the step
+    /// the worker was in.
+    ReplyKilled(ReplyTx, u32),
     Kill,
     /// Calls that never ran here, or ran without effect: another worker takes them.
     Requeue(Vec<Call>),
@@ -117,7 +123,7 @@ pub(super) enum Offered<'a> {
     /// In flight now: these bytes go to the worker's pipe.
     Send(&'a [u8]),
     /// Not for the worker: answer it at once.
-    Reply(ReplyTx, Result<Done, String>),
+    Reply(ReplyTx, Result<Done, Lost>),
     /// Nobody waits for it any more.
     Drop,
 }
@@ -132,6 +138,8 @@ pub(super) struct Core {
     /// none pending, moved on at each tick. Like the timer it stands for, it keeps a
     /// past instant while nothing is in flight.
     tick_at: Option<Instant>,
+    /// Calls sent to the current worker process.
+    sent: u32,
 }
 
 impl Core {
@@ -141,6 +149,7 @@ impl Core {
             inflight: VecDeque::with_capacity(DEPTH),
             grace,
             tick_at: None,
+            sent: 0,
         }
     }
 
@@ -171,6 +180,7 @@ impl Core {
             Event::Started => {
                 debug_assert_eq!(self.slot, Slot::Starting);
                 self.slot = Slot::Idle;
+                self.sent = 0;
             }
             Event::Read { buf, open } => answered = self.read(buf, open, now, out),
             Event::WriteFailed => {
@@ -210,7 +220,12 @@ impl Core {
             }
             Some(_) => {}
         }
-        self.inflight.push_back(InFlight { call, started: now });
+        self.sent += 1;
+        self.inflight.push_back(InFlight {
+            call,
+            started: now,
+            ordinal: self.sent,
+        });
         self.tick_at.get_or_insert(now + TICK);
         self.slot = match self.slot {
             Slot::Idle => Slot::Running,
@@ -334,13 +349,17 @@ impl Core {
         if culprit {
             // Still running past its limit (a native builtin or regex Boa cannot
             // interrupt): the call times out.
-            if let Some(r) = self.inflight.pop_front().and_then(|f| f.call.reply) {
-                out.push(Action::Reply(r, timed_out()));
+            if let Some(f) = self.inflight.pop_front()
+                && let Some(r) = f.call.reply
+            {
+                out.push(Action::ReplyKilled(r, f.ordinal));
             }
         } else if !killed && !answered_badly {
             // It died in the call at the front (out of memory, a crash).
-            if let Some(r) = self.inflight.pop_front().and_then(|f| f.call.reply) {
-                out.push(Action::ReplyExitReason(r));
+            if let Some(f) = self.inflight.pop_front()
+                && let Some(r) = f.call.reply
+            {
+                out.push(Action::ReplyExitReason(r, f.ordinal));
             }
         }
         // The rest never started, or ran without effect.
@@ -387,15 +406,15 @@ impl Core {
     }
 }
 
-fn timed_out() -> Result<Done, String> {
+fn timed_out() -> Result<Done, Lost> {
     Ok(Done::ended(RawOutcome::TimedOut))
 }
 
 /// Reads one answer frame into the call's result.
-fn answer(tag: u8, payload: &[u8]) -> Result<Done, String> {
+fn answer(tag: u8, payload: &[u8]) -> Result<Done, Lost> {
     match tag {
-        protocol::TAG_FINISHED => Done::parse(payload),
-        _ => Err("hook worker answered out of turn".into()),
+        protocol::TAG_FINISHED => Done::parse(payload).map_err(Lost::from),
+        _ => Err(Lost::from("hook worker answered out of turn".to_owned())),
     }
 }
 
@@ -686,17 +705,24 @@ fn perform(
                 live,
                 io.as_mut().map(|w| &mut w.wbuf),
             ),
-            Action::ReplyExitReason(r) => match io.as_ref() {
+            Action::ReplyExitReason(r, ordinal) => match io.as_ref() {
                 Some(w) => {
-                    let proc = w.proc.clone();
+                    let (proc, step) = (w.proc.clone(), w.step_of(ordinal));
                     tokio::spawn(async move {
-                        let _ = r.send(Err(proc.exit_reason("exited").await));
+                        let reason = proc.exit_reason("exited").await;
+                        let _ = r.send(Err(Lost { reason, step }));
                     });
                 }
                 None => {
-                    let _ = r.send(Err("hook worker stopped answering and was replaced".into()));
+                    let reason = "hook worker stopped answering and was replaced".to_owned();
+                    let _ = r.send(Err(Lost::from(reason)));
                 }
             },
+            Action::ReplyKilled(r, ordinal) => {
+                fetches.end_call();
+                let step = io.as_ref().map_or(0, |w| w.step_of(ordinal));
+                let _ = r.send(Ok(Done::ended_at(step, RawOutcome::TimedOut)));
+            }
             Action::Kill => {
                 if let Some(w) = io.as_ref() {
                     w.proc.kill();
@@ -733,7 +759,7 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot;
 
-    type Rx = oneshot::Receiver<Result<Done, String>>;
+    type Rx = oneshot::Receiver<Result<Done, Lost>>;
 
     const GRACE: Duration = Duration::from_millis(100);
     const MS: Duration = Duration::from_millis(1);
@@ -795,9 +821,18 @@ mod tests {
                     let _ = r.send(result);
                     Did::Reply
                 }
-                Action::ReplyExitReason(r) => {
-                    let _ = r.send(Err("exited".into()));
+                // The ordinal stands in for the step the task would read for it.
+                Action::ReplyExitReason(r, ordinal) => {
+                    let reason = "exited".to_owned();
+                    let _ = r.send(Err(Lost {
+                        reason,
+                        step: ordinal as usize,
+                    }));
                     Did::ExitReason
+                }
+                Action::ReplyKilled(r, ordinal) => {
+                    let _ = r.send(Ok(Done::ended_at(ordinal as usize, RawOutcome::TimedOut)));
+                    Did::Reply
                 }
                 Action::Fetch { live, .. } => Did::Fetch(live),
                 Action::Kill => Did::Kill,
@@ -822,7 +857,7 @@ mod tests {
                 Some(RawOutcome::Aborted { message }) => message,
                 _ => "finished".into(),
             },
-            Ok(Err(e)) => format!("error: {e}"),
+            Ok(Err(e)) => format!("error: {}", e.reason),
             Err(oneshot::error::TryRecvError::Empty) => "nothing yet".into(),
             Err(oneshot::error::TryRecvError::Closed) => "dropped".into(),
         }
@@ -924,6 +959,44 @@ mod tests {
         assert_eq!(did, [Did::Kill, Did::Requeue(vec![2]), Did::Replace]);
         assert_eq!(got(&mut rx[0]), "one");
         assert_eq!(got(&mut rx[1]), "nothing yet");
+    }
+
+    /// The ordinal a lost call carries (the test's `did` passes it on as the step).
+    fn lost_at(rx: &mut Rx) -> usize {
+        match rx.try_recv() {
+            Ok(Ok(done)) => done.first,
+            Ok(Err(lost)) => lost.step,
+            other => panic!("not lost: {other:?}"),
+        }
+    }
+
+    // A lost call is told its ordinal on its worker process, so the step the worker
+    // marked for it is read (`hooks::progress`). Breaks if the ordinal were not the
+    // lost call's (the one after it, or a count across workers): the step read would
+    // belong to another call, or be none.
+    #[test]
+    fn a_lost_call_carries_its_ordinal_on_its_worker() {
+        let t0 = Instant::now();
+        let (mut core, mut rx) = running(t0, 50 * MS, &[1, 2, 3]);
+        let mut buf = BytesMut::new();
+        let (_, did) = step(&mut core, read(&mut buf, &[&answer_frame("one")], true), t0);
+        assert_eq!(did, [Did::Reply]);
+        // The second overruns: killed; the third is requeued.
+        let at = t0 + 50 * MS + GRACE;
+        step(&mut core, Event::Tick { queue_empty: true }, at);
+        let (_, did) = step(&mut core, read(&mut buf, &[], false), at);
+        assert_eq!(
+            did,
+            [Did::Kill, Did::Reply, Did::Requeue(vec![3]), Did::Replace]
+        );
+        assert_eq!(lost_at(&mut rx[1]), 2);
+        // A new process counts from 1 again: its first call dies.
+        step(&mut core, Event::Started, at);
+        let (c, mut rx4) = call(4, at + 50 * MS);
+        assert!(matches!(core.offer(c, at), Offered::Send(_)));
+        let (_, did) = step(&mut core, read(&mut buf, &[], false), at + MS);
+        assert_eq!(did, [Did::Kill, Did::ExitReason, Did::Replace]);
+        assert_eq!(lost_at(&mut rx4), 1);
     }
 
     // Breaks if the call a worker died in were requeued (an out-of-memory hook would

@@ -45,7 +45,7 @@ pub(crate) use process::OUT_OF_MEMORY;
 
 use super::engine::Form;
 use super::manifest::FlowSpec;
-use super::protocol::{self, Done, Init};
+use super::protocol::{self, Done, Init, Lost};
 use crate::config::HooksConfig;
 use crate::error::OAuthError;
 use driver::Shared;
@@ -97,7 +97,7 @@ pub struct PoolStats {
     pub replaced: AtomicUsize,
 }
 
-type ReplyTx = oneshot::Sender<Result<Done, String>>;
+type ReplyTx = oneshot::Sender<Result<Done, Lost>>;
 
 pub(crate) struct Job {
     /// From `protocol::call_frame`, encoded by the caller.

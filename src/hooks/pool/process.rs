@@ -3,6 +3,7 @@
 
 use super::{PoolStats, WorkerCommand, lock};
 use crate::hooks::engine::Form;
+use crate::hooks::progress::{self, Page};
 use crate::hooks::protocol;
 use bytes::BytesMut;
 use std::io::Write;
@@ -89,6 +90,7 @@ pub(super) struct Started {
     proc: Arc<Proc>,
     stdin: ChildStdin,
     stdout: ChildStdout,
+    progress: Option<Page>,
 }
 
 /// What starting a worker takes; shared by every driver, which may replace its worker.
@@ -123,16 +125,25 @@ impl Launcher {
     /// Starts one worker process and waits until it compiled the hook (blocking).
     pub(super) fn start(&self) -> Result<(Started, Vec<Form>), String> {
         use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new(&self.command.program)
+        let mut command = std::process::Command::new(&self.command.program);
+        command
             .args(&self.command.args)
             // Its own process group: a Ctrl-C meant for the sidecar's terminal does not
             // kill workers mid-call; they end when the sidecar closes their stdin.
             .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start a hook worker: {e}"))?;
+            .stderr(std::process::Stdio::inherit());
+        // Without a page (no memfd here) a lost call is blamed on the flow's first step.
+        let progress = Page::new().ok();
+        if let Some(fd) = progress.as_ref().and_then(|p| p.share().ok()) {
+            command.env(progress::ENV, fd.to_string());
+        }
+        let spawned = command.spawn();
+        if let Some(p) = &progress {
+            p.unshare();
+        }
+        let mut child = spawned.map_err(|e| format!("cannot start a hook worker: {e}"))?;
         let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -174,6 +185,7 @@ impl Launcher {
                         proc,
                         stdin,
                         stdout,
+                        progress,
                     },
                     form,
                 ))
@@ -199,6 +211,15 @@ pub(super) struct Io {
     pub(super) rbuf: BytesMut,
     /// Frames not yet taken by the pipe.
     pub(super) wbuf: Vec<u8>,
+    /// Where the worker says which step it is in, read when a call is lost.
+    progress: Option<Page>,
+}
+
+impl Io {
+    /// The step the worker was in during its call `ordinal` (see `hooks::progress`).
+    pub(super) fn step_of(&self, ordinal: u32) -> usize {
+        self.progress.as_ref().map_or(0, |p| p.step_of(ordinal))
+    }
 }
 
 impl Io {
@@ -207,6 +228,7 @@ impl Io {
             tx: pipe::Sender::from_owned_fd(OwnedFd::from(s.stdin))?,
             rx: pipe::Receiver::from_owned_fd(OwnedFd::from(s.stdout))?,
             proc: s.proc,
+            progress: s.progress,
             rbuf: BytesMut::with_capacity(8 * 1024),
             wbuf: Vec::new(),
         })

@@ -161,7 +161,9 @@ mod tests {
 
     fn job() -> (
         Job,
-        tokio::sync::oneshot::Receiver<Result<crate::hooks::protocol::Done, String>>,
+        tokio::sync::oneshot::Receiver<
+            Result<crate::hooks::protocol::Done, crate::hooks::protocol::Lost>,
+        >,
     ) {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
