@@ -394,6 +394,81 @@ fn a_worker_lost_in_a_later_step_is_blamed_on_that_step() {
     );
 }
 
+// The same through one pool of one worker, whose calls the pool and the worker count
+// alike (the ordinal the mark carries): good calls before a lost one, a lost one on a
+// worker that served others, and on its replacement. Breaks if the two counts drifted
+// apart (a lost call after good ones would read no mark of its own and blame step 0)
+// or if a stale mark of an earlier call were taken for the lost call's.
+#[test]
+fn lost_calls_after_good_ones_on_one_worker_are_blamed_on_their_step() {
+    let src = |n: &str, bad: &str| {
+        format!(
+            "exports.onExecuteCredentialsExchange = async (e, api) => {{ \
+             if (e.client.client_id === 'bad-{n}') {{ {bad} }} \
+             api.accessToken.setCustomClaim('https://x/{n}', 1); }};"
+        )
+    };
+    let overflow = "var o = {}, c = o; for (var i = 0; i < 200000; i++) { c.a = {}; c = c.a; } JSON.stringify(o);";
+    let runaway = "/(a+)+$/.test('a'.repeat(40) + 'b');";
+    let step = |name: &str, source: String| tokenhook::hooks::manifest::HookSpec {
+        name: name.into(),
+        path: format!("{name}.js").into(),
+        source,
+        // The call's limit is their sum: a runaway is killed 2.6 s in. The overflow
+        // has 2 s to build its object (a debug build is slow); should it time out
+        // instead, the failure is still b's.
+        timeout: Duration::from_millis(if name == "b" { 2000 } else { 300 }),
+        secrets: Default::default(),
+        fetch: None,
+    };
+    let spec = tokenhook::hooks::manifest::FlowSpec {
+        steps: vec![
+            step("a", src("a", "")),
+            // Crashes for client bad-b, after a's mark-less first step.
+            step("b", src("b", overflow)),
+            // Runs away for client bad-c: killed past the call's limit.
+            step("c", src("c", runaway)),
+        ],
+        has_hook: false,
+    };
+    let mut cfg = tokenhook::config::HooksConfig::defaults(".".into());
+    cfg.workers = 1;
+    let command = tokenhook::hooks::pool::WorkerCommand {
+        program: env!("CARGO_BIN_EXE_tokenhook").into(),
+        args: vec![tokenhook::hooks::WORKER_ARG.into()],
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = tokenhook::hooks::HookPool::start(spec, &cfg, command).unwrap();
+    let call = |id: &str| tokenhook::hooks::HookCall {
+        client: tokenhook::hooks::HookClient {
+            id: id.into(),
+            name: id.into(),
+            ..Default::default()
+        },
+        scope: Some(vec!["read".into()]),
+        method: "POST".into(),
+        ..Default::default()
+    };
+    rt.block_on(async {
+        let failed_in = |inv: &tokenhook::hooks::Invocation| inv.failure().map(|(i, _)| i);
+        for id in [
+            "good", "bad-b", "good", "good", "bad-c", "good", "bad-b", "good",
+        ] {
+            let inv = pool.invoke(&call(id)).await;
+            let want = match id {
+                "bad-b" => Some(1),
+                "bad-c" => Some(2),
+                _ => None,
+            };
+            assert_eq!(failed_in(&inv), want, "{id}: {inv:?}");
+        }
+    });
+}
+
 // `hooks flow set` binds only Actions that compile, in the order given; `list` shows the
 // execution order; `clear` unbinds. Breaks if a legacy Hook, a hook that does not
 // compile, an unknown name, the enabled Hook or a name twice could be bound, or if a

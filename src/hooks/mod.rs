@@ -433,9 +433,9 @@ impl HookPool {
                 return inv;
             }
         }
-        if inv.steps.len() < self.steps.len() {
+        if first + inv.steps.len() < self.steps.len() {
             // The worker stops only at a failure, which the same rules would show here.
-            let next = inv.steps.len();
+            let next = first + inv.steps.len();
             inv.steps.push(StepRun {
                 step: next,
                 result: Err(HookFailure::Error(OAuthError::server_error(

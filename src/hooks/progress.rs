@@ -28,11 +28,18 @@ pub struct Page {
 }
 
 impl Page {
+    /// Linux only (memfd, and /proc for the worker to open it): elsewhere there is no
+    /// page, and a lost call is blamed on the first step.
     pub fn new() -> std::io::Result<Page> {
-        let fd = rustix::fs::memfd_create(NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
-        let file = File::from(fd);
-        file.set_len(8)?;
-        Ok(Page { file })
+        #[cfg(target_os = "linux")]
+        {
+            let fd = rustix::fs::memfd_create(NAME, rustix::fs::MemfdFlags::CLOEXEC)?;
+            let file = File::from(fd);
+            file.set_len(8)?;
+            Ok(Page { file })
+        }
+        #[cfg(not(target_os = "linux"))]
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 
     /// Lets the next process spawned inherit the page; the descriptor's number is what
@@ -100,6 +107,7 @@ mod tests {
     /// Breaks if a mark does not reach the page, if a mark of another call is taken
     /// for this one's, or if a descriptor that is not the page is written to.
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_mark_reaches_the_page_and_only_the_page() {
         let page = Page::new().unwrap();
         let fd = page.share().unwrap();

@@ -128,13 +128,13 @@ impl Channel {
     /// protocol, which ends the worker the same way).
     fn next_call(&mut self) -> Option<Vec<u8>> {
         if let Some(c) = self.calls.pop_front() {
-            self.ordinal += 1;
+            self.ordinal = self.ordinal.wrapping_add(1);
             return Some(c);
         }
         loop {
             match protocol::read_blocking(&mut self.input).ok()?? {
                 (protocol::TAG_CALL, body) => {
-                    self.ordinal += 1;
+                    self.ordinal = self.ordinal.wrapping_add(1);
                     return Some(body);
                 }
                 // An answer to a request of a call that is over.

@@ -220,7 +220,8 @@ impl Core {
             }
             Some(_) => {}
         }
-        self.sent += 1;
+        // Wrapping, as the worker counts: equal on both sides whatever the count.
+        self.sent = self.sent.wrapping_add(1);
         self.inflight.push_back(InFlight {
             call,
             started: now,

@@ -136,9 +136,11 @@ impl Launcher {
             .stderr(std::process::Stdio::inherit());
         // Without a page (no memfd here) a lost call is blamed on the flow's first step.
         let progress = Page::new().ok();
-        if let Some(fd) = progress.as_ref().and_then(|p| p.share().ok()) {
-            command.env(progress::ENV, fd.to_string());
-        }
+        match progress.as_ref().and_then(|p| p.share().ok()) {
+            Some(fd) => command.env(progress::ENV, fd.to_string()),
+            // Not one the sidecar itself was given.
+            None => command.env_remove(progress::ENV),
+        };
         let spawned = command.spawn();
         if let Some(p) = &progress {
             p.unshare();
