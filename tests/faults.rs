@@ -518,3 +518,65 @@ fn jwks_empty_later_keeps_tokens_working() {
 fn jwks_huge_later_keeps_tokens_working() {
     jwks_fault_later("jwks huge later", set_jwks(Fault::Huge(1024 * 1024)));
 }
+
+// A token answer in another form than JSON (RFC 6749 §5.1 asks for JSON) that carries
+// the IdP's JWT is refused, on the token route and on any other path the guard covers,
+// never relayed: the hook could not run on it, nor could it be re-signed in that shape.
+// An opaque token in such an answer is relayed as before (D18). Breaks if the JWT
+// reaches the client (form-encoded, as plain text, or on another path), or if the
+// answer with an opaque token and a dotted scope is refused.
+#[test]
+fn a_jwt_in_a_token_answer_that_is_not_json_is_refused() {
+    let behaviour = StubBehaviour::honest(Algorithm::RS256);
+    let idp = FaultIdp::start(behaviour.clone());
+    let sidecar = Sidecar::start(opts(&idp.url()));
+    let (_, honest) = honest_answer(&behaviour, idp.port, TOKEN);
+    let doc: Value = serde_json::from_str(&honest).unwrap();
+    let jwt = doc["access_token"].as_str().unwrap().to_owned();
+    let form = "application/x-www-form-urlencoded";
+    for (media, body) in [
+        (
+            form,
+            format!("access_token={jwt}&token_type=Bearer&expires_in=300"),
+        ),
+        ("text/plain", jwt.clone()),
+        (
+            "application/xml",
+            format!("<r><access_token>{jwt}</access_token></r>"),
+        ),
+    ] {
+        idp.set(TOKEN, Fault::Typed(200, media, body));
+        let (r, _) = token_raw(&sidecar);
+        assert_eq!(r.status, 502, "{media}: {}", r.text());
+        assert_eq!(r.json()["error"], "server_error", "{media}");
+        assert!(!r.text().contains(&jwt), "{media}");
+    }
+    let opaque = "access_token=opaque-2YotnFZFEjr1zCsicMWpAA&token_type=Bearer&scope=api.read.all";
+    idp.set(TOKEN, Fault::Typed(200, form, opaque.into()));
+    let (r, _) = token_raw(&sidecar);
+    assert_eq!((r.status, r.text()), (200, opaque.to_owned()));
+    idp.clear(TOKEN);
+
+    idp.set(
+        "/other",
+        Fault::Typed(200, form, format!("access_token={jwt}&token_type=Bearer")),
+    );
+    // Not a client_credentials request, so not the token route: the guard's answer.
+    let req = form_post(
+        "/other",
+        "x",
+        "",
+        "grant_type=refresh_token&refresh_token=r1",
+    );
+    let r = raw_request(sidecar.port, &req).expect("the sidecar answers");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(!r.text().contains(&jwt));
+    good_token(&sidecar);
+    let m = sidecar.metrics();
+    for blocked in [
+        r#"tokenhook_requests_total{outcome="token_blocked",route="token"} 3"#,
+        r#"tokenhook_requests_total{outcome="token_blocked",route="passthrough"} 1"#,
+    ] {
+        assert!(m.contains(blocked), "{blocked}\n{m}");
+    }
+}

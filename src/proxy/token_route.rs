@@ -345,14 +345,18 @@ async fn guarded_relay(app: &App, resp: &UpstreamResponse, ctx: &Ctx) -> Result<
     if crate::token::may_carry_token(content_type, compressed, &resp.body) {
         let max = app.config.upstream.max_body_bytes;
         let decoded = decode_content(&resp.header, resp.body.clone(), max).ok();
-        let token = decoded
-            .as_deref()
-            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(b).ok())
-            .and_then(|doc| {
-                doc.get("access_token")
+        let token = decoded.as_deref().and_then(|b| {
+            match serde_json::from_slice::<Map<String, Value>>(b) {
+                Ok(doc) => doc
+                    .get("access_token")
                     .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
+                    .map(str::to_owned),
+                // A form-encoded answer (`may_carry_token` lets only those through).
+                Err(_) => form_urlencoded::parse(b)
+                    .find(|(k, _)| k == "access_token")
+                    .map(|(_, v)| v.into_owned()),
+            }
+        });
         if let Some(token) = token
             && crate::token::looks_like_jwt(&token)
             && app.verifier.signed_by_idp(&token).await
@@ -407,6 +411,16 @@ fn token_response(
             return Err(Refused::new(
                 Outcome::UpstreamError,
                 OAuthError::bad_gateway("the identity provider's response is malformed"),
+            ));
+        }
+        if crate::token::jwt_outside_json(&decoded) {
+            tracing::warn!(request_id = %ctx.request_id,
+                "the IdP's token response is not JSON and carries a JWT; not relayed (the hook cannot run on it)");
+            return Err(Refused::new(
+                Outcome::TokenBlocked,
+                OAuthError::bad_gateway(
+                    "the identity provider's token response is not JSON (RFC 6749 section 5.1) and carries a token the hook cannot run on",
+                ),
             ));
         }
         return Ok(TokenResponse::NotOurs("response is not a JSON object"));

@@ -31,7 +31,13 @@ pub fn may_carry_token(content_type: Option<&str>, compressed: bool, body: &[u8]
             .any(|w| w.eq_ignore_ascii_case(b"json"))
     });
     // memchr's SIMD search: a plain window scan cost a third of parsing the body.
-    json && (compressed || memchr::memmem::find(body, b"access_token").is_some())
+    // A form-encoded answer carries a token as well as a JSON one (`jwt_outside_json`).
+    let form = content_type.is_some_and(|v| {
+        v.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    (json || form) && (compressed || memchr::memmem::find(body, b"access_token").is_some())
 }
 
 /// Signs `payload` with `key`; the header carries `alg`, the upstream's `typ` and our `kid`.
@@ -96,6 +102,38 @@ pub fn classify(token: &str) -> TokenShape {
 /// Kept for callers that only need a yes/no: true unless the token is opaque.
 pub fn looks_like_jwt(token: &str) -> bool {
     classify(token) == TokenShape::Jws
+}
+
+/// Whether a successful token response that is not a JSON object (form-encoded, plain
+/// text, XML) carries a JWS-shaped token (D18): as a form value named like a token, as
+/// the whole body, or as a word of base64url that begins as a JSON header does (`ey`,
+/// `ew`: base64 of `{`). Such a token cannot be re-signed in the response's own shape,
+/// and relaying it would hand out the IdP's token without the hook, so the caller
+/// refuses it; other words with dots (host names, scopes like `api.read.all`) are not
+/// taken for tokens.
+pub fn jwt_outside_json(body: &[u8]) -> bool {
+    let in_form = form_urlencoded::parse(body)
+        .any(|(k, v)| k.to_ascii_lowercase().contains("token") && looks_like_jwt(&v));
+    if in_form {
+        return true;
+    }
+    let b64 = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'=');
+    // The whole body as one word: the token as plain text, in any base64 alphabet.
+    let whole = body.trim_ascii();
+    if !whole.is_empty()
+        && whole.iter().all(|c| b64(c) || matches!(c, b'+' | b'/'))
+        && std::str::from_utf8(whole).is_ok_and(looks_like_jwt)
+    {
+        return true;
+    }
+    // A word is taken for a token when its first segment decodes to a header (the
+    // second rule of `classify`), not for its dots alone.
+    body.split(|c| !b64(c))
+        .filter(|w| w.starts_with(b"ey") || w.starts_with(b"ew"))
+        .filter_map(|w| std::str::from_utf8(w).ok())
+        .any(|w| {
+            w.contains('.') && classify(w.split('.').next().unwrap_or_default()) == TokenShape::Jws
+        })
 }
 
 /// Decodes base64 the way the most forgiving JWT library might: either alphabet, padding
@@ -247,6 +285,33 @@ mod tests {
             }
             let t = URL_SAFE_NO_PAD.encode(bytes);
             assert_eq!(classify(&t), TokenShape::Opaque, "{t}");
+        }
+    }
+
+    /// Breaks if a JWT in a non-JSON answer is missed (as a form value, the whole body,
+    /// or a word of XML), or if an answer without one is taken for one because of a
+    /// dotted scope or host name (it would then be refused, not relayed).
+    #[test]
+    fn a_jwt_outside_json_is_found_and_dotted_words_are_not_tokens() {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+        let p = URL_SAFE_NO_PAD.encode(br#"{"sub":"svc"}"#);
+        let jwt = format!("{h}.{p}.c2ln");
+        for body in [
+            format!("access_token={jwt}&token_type=Bearer&expires_in=300"),
+            format!("token_type=Bearer&id_token={jwt}"),
+            format!("  {jwt}\n"),
+            format!("<r><access_token>{jwt}</access_token></r>"),
+            format!("token: \"{jwt}\""),
+        ] {
+            assert!(jwt_outside_json(body.as_bytes()), "{body}");
+        }
+        for body in [
+            "access_token=opaque-2YotnFZFEjr1zCsicMWpAA&token_type=Bearer&scope=api.read.all",
+            "access_token=8xLOxBtZp8&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default",
+            "<html><a href=\"https://www.example.com/a.b.c\">eyes.on.you</a></html>",
+            "",
+        ] {
+            assert!(!jwt_outside_json(body.as_bytes()), "{body}");
         }
     }
 }

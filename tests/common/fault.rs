@@ -42,6 +42,8 @@ pub enum Fault {
     LengthAndChunked,
     /// This status and JSON body instead of the honest one.
     Body(u16, String),
+    /// This status, content type and body.
+    Typed(u16, &'static str, String),
 }
 
 struct State {
@@ -319,6 +321,13 @@ fn serve(s: TcpStream, st: &State) {
                 &mut w,
                 &[head(status, &cl(text.len())).as_bytes(), text.as_bytes()],
             ),
+            Some(Fault::Typed(status, media, text)) => {
+                let head = head(status, &cl(text.len())).replace(
+                    "Content-Type: application/json",
+                    &format!("Content-Type: {media}"),
+                );
+                write(&mut w, &[head.as_bytes(), text.as_bytes()])
+            }
         };
         if !keep_open {
             let _ = w.shutdown(Shutdown::Both);
