@@ -443,22 +443,12 @@ fn lost_calls_after_good_ones_on_one_worker_are_blamed_on_their_step() {
         .build()
         .unwrap();
     let pool = tokenhook::hooks::HookPool::start(spec, &cfg, command).unwrap();
-    let call = |id: &str| tokenhook::hooks::HookCall {
-        client: tokenhook::hooks::HookClient {
-            id: id.into(),
-            name: id.into(),
-            ..Default::default()
-        },
-        scope: Some(vec!["read".into()]),
-        method: "POST".into(),
-        ..Default::default()
-    };
     rt.block_on(async {
         let failed_in = |inv: &tokenhook::hooks::Invocation| inv.failure().map(|(i, _)| i);
         for id in [
             "good", "bad-b", "good", "good", "bad-c", "good", "bad-b", "good",
         ] {
-            let inv = pool.invoke(&call(id)).await;
+            let inv = pool.invoke(&client_call(id)).await;
             let want = match id {
                 "bad-b" => Some(1),
                 "bad-c" => Some(2),

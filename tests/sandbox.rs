@@ -371,19 +371,6 @@ fn pool_with_command(
     (pool, rt)
 }
 
-fn client_call(id: &str) -> tokenhook::hooks::HookCall {
-    tokenhook::hooks::HookCall {
-        client: tokenhook::hooks::HookClient {
-            id: id.into(),
-            name: id.into(),
-            ..Default::default()
-        },
-        scope: Some(vec!["read".into()]),
-        method: "POST".into(),
-        ..Default::default()
-    }
-}
-
 /// One worker, so the calls after the bad one are pipelined behind it in its pipe;
 /// they must run on another worker, not share the bad call's fate: one set aside
 /// (`max_stuck` > 0), or the replacement of a worker that died.

@@ -916,3 +916,18 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A hook call for client `id` (its name the same), scope `read`, as a pool is invoked
+/// directly in tests that need no sidecar.
+pub fn client_call(id: &str) -> tokenhook::hooks::HookCall {
+    tokenhook::hooks::HookCall {
+        client: tokenhook::hooks::HookClient {
+            id: id.into(),
+            name: id.into(),
+            ..Default::default()
+        },
+        scope: Some(vec!["read".into()]),
+        method: "POST".into(),
+        ..Default::default()
+    }
+}
