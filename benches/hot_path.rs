@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokenhook::config::HooksConfig;
 use tokenhook::hooks::HookPool;
 use tokenhook::hooks::engine::{Engine, Limits};
-use tokenhook::hooks::manifest::{FlowSpec, HookSpec};
+use tokenhook::hooks::manifest::FlowSpec;
 use tokenhook::hooks::pool::WorkerCommand;
 use tokenhook::keys::{SigningKey, generate_pem};
 use tokenhook::token::claims::{self, ClaimPolicy};
@@ -44,18 +44,7 @@ fn pool(source: &str) -> HookPool {
 
 /// A pool running `sources` as one flow (the first the Hook if `has_hook`).
 fn flow_pool(sources: &[&str], has_hook: bool) -> HookPool {
-    let steps = sources
-        .iter()
-        .enumerate()
-        .map(|(i, source)| HookSpec {
-            name: format!("bench{i}"),
-            path: "bench.js".into(),
-            source: (*source).into(),
-            timeout: Duration::from_secs(5),
-            secrets: Default::default(),
-            fetch: None,
-        })
-        .collect();
+    let steps = common::flow_steps("bench", sources);
     let mut cfg = HooksConfig::defaults(".".into());
     cfg.workers = 1;
     let command = WorkerCommand {

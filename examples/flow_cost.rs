@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokenhook::config::HooksConfig;
 use tokenhook::hooks::HookPool;
 use tokenhook::hooks::engine::{Engine, Limits};
-use tokenhook::hooks::manifest::{FlowSpec, HookSpec};
+use tokenhook::hooks::manifest::FlowSpec;
 use tokenhook::hooks::pool::WorkerCommand;
 
 #[path = "../benches/common/mod.rs"]
@@ -80,18 +80,7 @@ fn inline(name: &str, n: usize) {
 
 /// A pool of one worker running `sources` as bound Actions, and the worker's pid.
 fn flow_pool(sources: &[String]) -> (HookPool, Vec<u32>) {
-    let steps = sources
-        .iter()
-        .enumerate()
-        .map(|(i, source)| HookSpec {
-            name: format!("step{i}"),
-            path: "flow_cost.js".into(),
-            source: source.clone(),
-            timeout: Duration::from_secs(5),
-            secrets: Default::default(),
-            fetch: None,
-        })
-        .collect();
+    let steps = common::flow_steps("step", sources);
     let mut cfg = HooksConfig::defaults(".".into());
     cfg.workers = 1;
     // Examples sit in `examples/` under the profile's directory, the binary above it.

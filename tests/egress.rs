@@ -27,19 +27,17 @@ fn example(path: &str) -> String {
 }
 
 fn run_dir(dir: &Path, event: &Value) -> Value {
+    run_dir_with(dir, event, &[])
+}
+
+/// `run_dir` with more arguments for `hooks` (`--config FILE`).
+fn run_dir_with(dir: &Path, event: &Value, extra: &[&str]) -> Value {
     let ev = dir.join("event.json");
     std::fs::write(&ev, event.to_string()).unwrap();
-    let (code, out, err) = run_cli(
-        &[
-            "hooks",
-            "--dir",
-            dir.to_str().unwrap(),
-            "run",
-            "--event",
-            ev.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let mut args = vec!["hooks", "--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["run", "--event", ev.to_str().unwrap()]);
+    let (code, out, err) = run_cli(&args, &[]);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out} {err}"))
 }
@@ -707,20 +705,11 @@ fn https_to_a_service_of_the_ca_file_through_the_runner_and_the_sidecar() {
         ),
     )
     .unwrap();
-    let ev = d.path().join("event.json");
-    let (code, out, err) = run_cli(
-        &[
-            "hooks",
-            "--config",
-            cfg.to_str().unwrap(),
-            "run",
-            "--event",
-            ev.to_str().unwrap(),
-        ],
-        &[],
+    let out = run_dir_with(
+        d.path(),
+        &event("svc-basic"),
+        &["--config", cfg.to_str().unwrap()],
     );
-    assert_eq!(code, 0, "{err}");
-    let out: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(out["outcome"], "token", "{out}");
     assert_eq!(out["claims"]["https://example.com/org"], "acme-tls");
     assert_eq!(svc.requests().len(), 1);

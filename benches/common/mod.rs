@@ -120,3 +120,24 @@ pub fn claims_action(from: usize, n: usize) -> String {
         .collect();
     format!("exports.onExecuteCredentialsExchange = async (event, api) => {{\n{sets}}};\n")
 }
+
+/// `sources` as the steps of one flow (`NAME0`, `NAME1`, …), each with the default
+/// limit and no secrets or egress, for the pools the benchmarks time.
+#[allow(dead_code)]
+pub fn flow_steps<S: AsRef<str>>(
+    name: &str,
+    sources: &[S],
+) -> Vec<tokenhook::hooks::manifest::HookSpec> {
+    sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| tokenhook::hooks::manifest::HookSpec {
+            name: format!("{name}{i}"),
+            path: format!("{name}.js").into(),
+            source: source.as_ref().into(),
+            timeout: std::time::Duration::from_secs(5),
+            secrets: Default::default(),
+            fetch: None,
+        })
+        .collect()
+}
